@@ -1,0 +1,85 @@
+"""Builds a recipe's registered parts: data sets, then the family with its networks,
+likelihood and prior. Everything is looked up by name in the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from dgm.contract import DataInfo, DataSource, Family, Likelihood, Modality, Prior
+from dgm.errors import DataError, RecipeError
+from dgm.recipes import Recipe
+from dgm.registry import Registry
+from dgm.settings import bind, parameters
+
+
+def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
+    """The recipe's data set for ``split``."""
+    name, settings = recipe.named("data")
+    where = recipe.where("[data]")
+    entry = registry.get("datasets", name or "", where=recipe.where("data.name"))
+    kwargs = bind(entry.obj, settings, where, provided=("split",))
+    source = entry.obj(split=split, **kwargs)
+    if len(source) == 0:
+        raise DataError(f"{where}: data set {entry.name!r} has no examples in split "
+                        f"{split!r}")
+    return source
+
+
+def build_modality(info: DataInfo, registry: Registry) -> Modality:
+    return registry.get("modalities", info.modality).obj()
+
+
+class BuildContext:
+    """What a family factory receives: the data's description and builders for the
+    parts the recipe names (or the modality's defaults where it names none)."""
+
+    def __init__(self, recipe: Recipe, registry: Registry, info: DataInfo,
+                 modality: Modality) -> None:
+        self.recipe = recipe
+        self.registry = registry
+        self.info = info
+        self.modality = modality
+
+    def network(self, role: str, **structural: Any) -> nn.Module:
+        """Build the network for ``role``; ``structural`` are the family's arguments."""
+        tables = self.recipe.table("networks")
+        table = dict(tables.get(role, {}))
+        where = self.recipe.where(f"[networks.{role}]")
+        name = table.pop("name", None) or self.modality.networks.get(role)
+        if name is None:
+            raise RecipeError(f"{where}: no network named for role {role!r} and modality "
+                              f"{self.modality.name!r} has no default for it")
+        entry = self.registry.get("networks", name, where=where)
+        params = parameters(entry.obj)
+        accepted = {k: v for k, v in structural.items() if k in params
+                    or any(p.kind == p.VAR_KEYWORD for p in params.values())}
+        kwargs = bind(entry.obj, table, where, provided=tuple(accepted))
+        return entry.obj(**accepted, **kwargs)
+
+    def likelihood(self) -> Likelihood:
+        name, settings = self.recipe.named("likelihood")
+        name = name or self.modality.likelihood
+        where = self.recipe.where("[likelihood]")
+        entry = self.registry.get("likelihoods", name, where=where)
+        if "levels" in parameters(entry.obj) and "levels" not in settings and self.info.levels:
+            settings["levels"] = self.info.levels
+        return entry.obj(**bind(entry.obj, settings, where))
+
+    def prior(self, shape: tuple[int, ...]) -> Prior:
+        name, settings = self.recipe.named("prior")
+        where = self.recipe.where("[prior]")
+        entry = self.registry.get("priors", name or "core:standard-normal", where=where)
+        return entry.obj(shape=shape, **bind(entry.obj, settings, where, provided=("shape",)))
+
+
+def build_family(recipe: Recipe, registry: Registry, info: DataInfo) -> Family:
+    """Build the recipe's family for data described by ``info``."""
+    name, settings = recipe.named("family")
+    where = recipe.where("[family]")
+    entry = registry.get("families", name or "", where=recipe.where("family.name"))
+    modality = build_modality(info, registry)
+    ctx = BuildContext(recipe, registry, info, modality)
+    kwargs = bind(entry.obj, settings, where, provided=("ctx",))
+    return entry.obj(ctx, **kwargs)

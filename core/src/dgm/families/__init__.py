@@ -1,0 +1,1 @@
+"""Model families: one file each. A family owns its networks and objective."""

@@ -1,0 +1,110 @@
+"""Variational autoencoder (Kingma & Welling 2014) with an IWAE likelihood estimate
+(Burda et al. 2016) for evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import repeat
+from torch import Tensor, nn
+
+from dgm.contract import Batch, Family, Likelihood, LogLikelihood, Prior
+from dgm.priors import StandardNormal
+
+
+class VAE(Family):
+    """q(z|x) = N(mean, diag(exp(log_var))) from the encoder; p(x|z) from the decoder
+    through the likelihood; p(z) from the prior. Trained by the (beta-weighted) ELBO."""
+
+    likelihood_kind = "bound"
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
+                 prior: Prior, beta: float = 1.0, sample_mean: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior = prior
+        self.beta = beta
+        self.sample_mean = sample_mean
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x), each ``(B, *prior.shape)``."""
+        stats = self.encoder(x)
+        mean, log_var = stats.chunk(2, dim=1)
+        shape = (x.shape[0], *self.prior.shape)
+        return mean.reshape(shape), log_var.clamp(-30, 20).reshape(shape)
+
+    def _kl(self, z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+        if isinstance(self.prior, StandardNormal):
+            kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var)
+            return kl.flatten(1).sum(1)
+        return _gaussian_log_prob(z, mean, log_var) - self.prior.log_prob(z)
+
+    def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-example reconstruction log-likelihood and KL, in nats."""
+        mean, log_var = self.encode(x)
+        z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+        rec = self.likelihood.log_prob(self.decoder(z), x)
+        return rec, self._kl(z, mean, log_var)
+
+    def elbo(self, x: Tensor) -> Tensor:
+        rec, kl = self.elbo_terms(x)
+        return rec - kl
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        rec, kl = self.elbo_terms(batch["x"])
+        loss = -(rec - self.beta * kl).mean()
+        return loss, {"elbo": (rec - kl).mean().detach(), "rec": rec.mean().detach(),
+                      "kl": kl.mean().detach()}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               condition: Tensor | None = None) -> Tensor:
+        params = self.decoder(self.prior.sample(n, generator))
+        if self.sample_mean:
+            return self.likelihood.mean(params)
+        return self.likelihood.sample(params, generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The likelihood's mean at the posterior mean of z."""
+        return self.likelihood.mean(self.decoder(self.encode(x)[0]))
+
+    @torch.no_grad()
+    def log_likelihood(self, x: Tensor, k: int = 1000, chunk: int = 100) -> LogLikelihood:
+        """Importance-weighted estimate with ``k`` samples from q(z|x): a lower bound on
+        log p(x) in expectation that tightens as ``k`` grows (k=1 is the ELBO)."""
+        mean, log_var = self.encode(x)
+        log_weights = []
+        for start in range(0, k, chunk):
+            m = min(chunk, k - start)
+            mean_k = repeat(mean, "b ... -> (m b) ...", m=m)
+            log_var_k = repeat(log_var, "b ... -> (m b) ...", m=m)
+            z = mean_k + torch.exp(0.5 * log_var_k) * torch.randn_like(mean_k)
+            x_k = repeat(x, "b ... -> (m b) ...", m=m)
+            log_w = (self.likelihood.log_prob(self.decoder(z), x_k) + self.prior.log_prob(z)
+                     - _gaussian_log_prob(z, mean_k, log_var_k))
+            log_weights.append(log_w.reshape(m, x.shape[0]))
+        log_w = torch.cat(log_weights, 0)
+        values = torch.logsumexp(log_w, 0) - math.log(k)
+        return LogLikelihood(values, "bound", f"IWAE, k={k}")
+
+
+def _gaussian_log_prob(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    return (-0.5 * ((z - mean) ** 2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
+            ).flatten(1).sum(1)
+
+
+def build_vae(ctx, latent_dim: int = 16, beta: float = 1.0, sample_mean: bool = False) -> VAE:
+    """Registered as ``core:vae``: networks ``encoder`` and ``decoder`` from the recipe or
+    the modality. ``latent_dim`` is the size of z; ``beta`` weights the KL term in
+    training (evaluation always uses the true ELBO/IWAE); ``sample_mean`` makes samples
+    the likelihood's mean instead of a draw from it."""
+    likelihood = ctx.likelihood()
+    encoder = ctx.network("encoder", data_shape=ctx.info.shape, latent_dim=latent_dim)
+    decoder = ctx.network("decoder", data_shape=ctx.info.shape, latent_dim=latent_dim,
+                          param_channels=likelihood.param_channels)
+    prior = ctx.prior((latent_dim,))
+    return VAE(encoder, decoder, likelihood, prior, beta=beta, sample_mean=sample_mean)

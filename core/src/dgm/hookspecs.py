@@ -1,0 +1,143 @@
+"""Hook specifications: everything a dgm plugin can implement.
+
+A plugin is a module (or object) whose functions are marked with ``@dgm.hookimpl`` and
+whose distribution names it in the ``dgm`` entry-point group::
+
+    [project.entry-points.dgm]
+    myplugin = "my_package.plugin"
+
+The entry-point name is the plugin's namespace: what it registers as ``"thing"`` is
+found as ``"myplugin:thing"`` (or as ``"thing"`` where no other plugin uses that name).
+
+Every hook here is a registration hook. The host calls each plugin's implementation once,
+when the registry is first needed, with a ``register`` callback; the plugin calls
+``register`` once per entry. The host validates names, prefixes the namespace, and
+rejects clashes: a clash is reported against the second plugin, naming both, and the
+first registration is kept. An exception raised inside a hook is reported by
+``dgm plugins`` against that plugin; every other plugin keeps working.
+
+Every ``register`` callback has the signature::
+
+    register(name: str, obj: object, description: str = "") -> None
+
+``name`` is a bare name (``"digits"``) or already namespaced (``"image:digits"``);
+``description`` is one line shown by ``dgm plugins`` and ``dgm recipes``.
+
+Registered objects are *factories*: callables whose keyword arguments are the settings a
+recipe may give. The recipe loader checks recipe keys against the factory's signature
+(unknown key: error naming it; wrong type: error naming the annotation), so a factory's
+signature is its documentation and its schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dgm import hookspec
+
+Register = Callable[..., None]
+"""``register(name, obj, description="")``: add one entry to the registry."""
+
+HOOK_API_VERSION = 1
+"""Version of this hook API; bumped when a hook or an argument changes incompatibly."""
+
+
+# -------------------------------------------------------------------------------------
+# Data
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_modalities(register: Register) -> None:
+    """Register modalities: kinds of data with their codec, defaults and previews.
+
+    :param register: call ``register(name, factory)`` with a zero-argument-required
+        factory returning a :class:`dgm.contract.Modality`.
+
+    Data sets name their modality (``DataInfo.modality``); the modality supplies the
+    default networks and likelihood when a recipe leaves them out, and writes previews.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register data sets.
+
+    :param register: call ``register(name, factory)`` where ``factory(split, **settings)``
+        returns a :class:`dgm.contract.DataSource` for ``split`` in
+        ``{"train", "val", "test"}``. ``settings`` come from the recipe's ``[data]``
+        table (except ``name``, ``batch_size`` and ``num_workers``, which the trainer
+        uses). Files that cannot be read raise :class:`dgm.errors.DataError` naming them.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Models
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_families(register: Register) -> None:
+    """Register model families: how parameters are fitted (VAE, flow, diffusion, ...).
+
+    :param register: call ``register(name, factory)`` where
+        ``factory(ctx, **settings)`` returns a :class:`dgm.contract.Family`.
+        ``ctx`` is a :class:`dgm.assembly.BuildContext`: it builds the networks, the
+        likelihood and the prior the recipe names, with shapes filled in.
+    """
+
+
+@hookspec
+def register_likelihoods(register: Register) -> None:
+    """Register likelihoods p(x | params).
+
+    :param register: call ``register(name, factory)`` where ``factory(**settings)``
+        returns a :class:`dgm.contract.Likelihood`. A factory that accepts ``levels``
+        receives the data set's number of discrete levels unless the recipe sets it.
+    """
+
+
+@hookspec
+def register_priors(register: Register) -> None:
+    """Register priors p(z) on latents.
+
+    :param register: call ``register(name, factory)`` where
+        ``factory(shape, **settings)`` returns a :class:`dgm.contract.Prior` over latents
+        of ``shape`` (per example, without the batch dimension).
+    """
+
+
+@hookspec
+def register_networks(register: Register) -> None:
+    """Register networks (encoders, decoders, denoisers, critics, ...).
+
+    :param register: call ``register(name, factory)`` where ``factory(**kwargs)`` returns
+        a ``torch.nn.Module``. The family passes the structural arguments it needs (for a
+        VAE: ``data_shape``, ``latent_dim`` and, for decoders, ``param_channels``); the
+        recipe's ``[networks.<role>]`` table supplies the rest.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Evaluation and recipes
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register sample metrics.
+
+    :param register: call ``register(name, factory)`` where ``factory(**settings)``
+        returns a callable ``metric(samples, reference) -> float`` over two batches of
+        examples in the data representation. Metrics must not download weights.
+    """
+
+
+@hookspec
+def register_recipes(register: Register) -> None:
+    """Register recipes shipped inside a plugin.
+
+    :param register: call ``register(name, path)`` with the ``pathlib.Path`` of a TOML
+        recipe inside the plugin's package. ``dgm recipes`` lists it and
+        ``dgm run plugin:name`` runs it.
+    """

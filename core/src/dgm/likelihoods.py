@@ -1,0 +1,142 @@
+"""The core's likelihoods: Gaussian, Bernoulli and discretized logistic (k-level data)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from dgm.contract import Likelihood
+
+
+def _sum_per_example(t: Tensor) -> Tensor:
+    return t.flatten(1).sum(1)
+
+
+def _split(params: Tensor, parts: int) -> tuple[Tensor, ...]:
+    """Split channel-stacked parameters ``(B, parts*C, ...)`` into ``parts`` tensors."""
+    return tuple(rearrange(params, "b (p c) ... -> p b c ...", p=parts).unbind(0))
+
+
+class Gaussian(Likelihood):
+    """Diagonal Gaussian with a learned per-dimension log-scale (mean, log_scale)."""
+
+    param_channels = 2
+
+    def __init__(self, min_log_scale: float = -7.0) -> None:
+        self.min_log_scale = min_log_scale
+
+    def _mean_log_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_scale = _split(params, 2)
+        return mean, log_scale.clamp(min=self.min_log_scale)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        mean, log_scale = self._mean_log_scale(params)
+        z = (x - mean) * torch.exp(-log_scale)
+        return _sum_per_example(-0.5 * z**2 - log_scale - 0.5 * math.log(2 * math.pi))
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        mean, log_scale = self._mean_log_scale(params)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device,
+                            dtype=mean.dtype)
+        return mean + torch.exp(log_scale) * noise
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self._mean_log_scale(params)[0]
+
+
+class Bernoulli(Likelihood):
+    """Independent Bernoulli per dimension for binary data in {0, 1}; params are logits."""
+
+    param_channels = 1
+    discrete = True
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return -_sum_per_example(F.binary_cross_entropy_with_logits(params, x,
+                                                                    reduction="none"))
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(params.shape, generator=generator, device=params.device)
+        return (u < torch.sigmoid(params)).to(params.dtype)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def check_data(self, x: Tensor) -> None:
+        if not torch.all((x == 0) | (x == 1)):
+            raise ValueError("the Bernoulli likelihood needs binary data in {0, 1}")
+
+
+class DiscretizedLogistic(Likelihood):
+    """Logistic density integrated over the bins of ``levels`` evenly spaced values in
+    [-1, 1], with the outermost bins taking the tails (Salimans et al. 2017, PixelCNN++).
+    Params are (mean, log_scale); ``log_prob`` is a probability mass that sums to one
+    over the grid.
+    """
+
+    param_channels = 2
+    discrete = True
+
+    def __init__(self, levels: int = 256, min_log_scale: float = -7.0) -> None:
+        if levels < 2:
+            raise ValueError(f"levels must be at least 2, got {levels}")
+        self.levels = levels
+        self.min_log_scale = min_log_scale
+        self.half_bin = 1.0 / (levels - 1)
+
+    def _mean_log_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_scale = _split(params, 2)
+        return mean, log_scale.clamp(min=self.min_log_scale)
+
+    def _log_mass(self, mean: Tensor, log_scale: Tensor, x: Tensor) -> Tensor:
+        centered = x - mean
+        inv_scale = torch.exp(-log_scale)
+        upper = inv_scale * (centered + self.half_bin)
+        lower = inv_scale * (centered - self.half_bin)
+        log_cdf_upper = upper - F.softplus(upper)  # log sigmoid(upper), for the bottom bin
+        log_sf_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)), for the top bin
+        delta = torch.sigmoid(upper) - torch.sigmoid(lower)
+        # Where the bin mass underflows, use density * bin width at the centre.
+        mid = inv_scale * centered
+        log_density_mid = mid - log_scale - 2.0 * F.softplus(mid)
+        log_delta = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)),
+                                log_density_mid + math.log(2 * self.half_bin))
+        edge = self.half_bin / 2
+        return torch.where(x < -1 + edge, log_cdf_upper,
+                           torch.where(x > 1 - edge, log_sf_lower, log_delta))
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        mean, log_scale = self._mean_log_scale(params)
+        return _sum_per_example(self._log_mass(mean, log_scale, x))
+
+    def grid(self, device: torch.device | None = None) -> Tensor:
+        return torch.linspace(-1.0, 1.0, self.levels, device=device)
+
+    def to_grid(self, x: Tensor) -> Tensor:
+        """Round values to the nearest level of the grid."""
+        k = self.levels - 1
+        return torch.round((x.clamp(-1, 1) + 1) * k / 2) * 2 / k - 1
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        mean, log_scale = self._mean_log_scale(params)
+        u = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = u.clamp(1e-5, 1 - 1e-5)
+        return self.to_grid(mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u)))
+
+    def mean(self, params: Tensor) -> Tensor:
+        mean, log_scale = self._mean_log_scale(params)
+        grid = self.grid(mean.device)
+        log_mass = self._log_mass(mean.unsqueeze(-1), log_scale.unsqueeze(-1), grid)
+        return (log_mass.exp() * grid).sum(-1)
+
+    def check_data(self, x: Tensor) -> None:
+        if x.min() < -1 or x.max() > 1:
+            raise ValueError("the discretized logistic likelihood needs data in [-1, 1]")
+        if not torch.allclose(self.to_grid(x), x, atol=1e-4):
+            raise ValueError(
+                f"data does not lie on the {self.levels}-level grid in [-1, 1]; "
+                "set likelihood.levels to the data's number of levels"
+            )

@@ -1,0 +1,178 @@
+"""The plugin manager: finds plugins through the ``dgm`` entry-point group, lazily.
+
+Environment variables:
+
+``DGM_PLUGINS``
+    Comma-separated plugin names to load. Unset: all installed plugins. Empty: none
+    (the core's own entries always load).
+``DGM_TRACE_HOOKS``
+    When set to a non-empty value, every hook call is traced to standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from dgm import hookspecs
+from dgm.errors import DgmError
+from dgm.registry import KINDS, Registry
+
+CORE_PLUGIN = "core"
+ENTRY_POINT_GROUP = "dgm"
+
+
+@dataclass
+class PluginInfo:
+    """What ``dgm plugins`` reports about one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    loaded: bool
+    error: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "loaded": self.loaded,
+            "error": self.error,
+            "registered": self.registered,
+        }
+
+
+class PluginHost:
+    """A pluggy manager plus the registry built from its plugins' hooks."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("dgm")
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.plugins: dict[str, PluginInfo] = {}
+        if os.environ.get("DGM_TRACE_HOOKS"):
+            self.pm.trace.root.setwriter(sys.stderr.write)
+            self.pm.enable_tracing()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load_entry_points(self, selection: set[str] | None = None) -> None:
+        """Import and register every ``dgm`` entry point (or only ``selection``)."""
+        for ep in _entry_points():
+            if ep.name != CORE_PLUGIN and selection is not None and ep.name not in selection:
+                continue
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            if ep.name in self.plugins:
+                other = self.plugins[ep.name].distribution
+                self._fail(ep.name, dist, version,
+                           f"plugin name {ep.name!r} is already used by distribution {other!r}")
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take the host down
+                self._fail(ep.name, dist, version, _describe(exc))
+                continue
+            self.add_plugin(module, ep.name, dist, version)
+
+    def add_plugin(self, plugin: object, name: str, distribution: str = "?",
+                   version: str = "?") -> None:
+        """Register one plugin object and run its registration hooks."""
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:
+            self._fail(name, distribution, version, _describe(exc))
+            return
+        info = PluginInfo(name, distribution, version, loaded=True)
+        self.plugins[name] = info
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        errors = []
+        for kind in KINDS:
+            caller = self.pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
+
+            def register(entry_name: str, obj: Any, description: str = "",
+                         _kind: str = kind) -> None:
+                try:
+                    self.registry.add(_kind, entry_name, obj, name, description)
+                except DgmError as exc:
+                    errors.append(str(exc))
+
+            try:
+                caller(register=register)
+            except Exception as exc:
+                errors.append(f"register_{kind} raised {_describe(exc)}")
+        info.registered = self.registry.by_plugin(name)
+        if errors:
+            info.error = "; ".join(errors)
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin and drop its entries (used by test fixtures)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for kind in KINDS:
+            table = self.registry._entries[kind]
+            for key in [k for k, e in table.items() if e.plugin == name]:
+                del table[key]
+        self.plugins.pop(name, None)
+
+    def _fail(self, name: str, dist: str, version: str, error: str) -> None:
+        self.plugins.setdefault(name, PluginInfo(name, dist, version, loaded=False, error=error))
+        self.registry.failed_plugins[name] = error
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = (ep.name, ep.value)
+        if key not in seen:  # a distribution seen twice on sys.path
+            seen.add(key)
+            out.append(ep)
+    return sorted(out, key=lambda e: (e.name != CORE_PLUGIN, e.name))
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def selected_plugins() -> set[str] | None:
+    """The plugin names ``DGM_PLUGINS`` selects; ``None`` means all."""
+    raw = os.environ.get("DGM_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, built on first call."""
+    global _host
+    if _host is None:
+        host = PluginHost()
+        host.load_entry_points(selected_plugins())
+        _host = host
+    return _host
+
+
+def get_registry() -> Registry:
+    """The process-wide registry (loads plugins on first call)."""
+    return get_host().registry
+
+
+def reset() -> None:
+    """Forget the loaded plugins; the next :func:`get_host` loads them again."""
+    global _host
+    _host = None

@@ -1,0 +1,218 @@
+"""TOML recipes: load, apply dotted overrides, check the fixed sections.
+
+A recipe names registered entries only (``name = "image:digits"``), never a Python object,
+so running a stranger's recipe cannot import code.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from dgm.errors import RecipeError
+from dgm.registry import Registry
+from dgm.settings import dataclass_from
+
+
+@dataclass
+class RunConfig:
+    """``[run]``: what the run is called and where it lives."""
+
+    name: str = "run"
+    seed: int = 0
+    dir: str = ""
+    """Run folder; default ``runs/<name>``."""
+    description: str = ""
+
+
+@dataclass
+class DataConfig:
+    """``[data]`` keys the trainer uses; the others go to the data set factory."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """``[train]``: the optimisation loop."""
+
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    max_grad_norm: float = 0.0
+    """Clip the gradient norm to this; 0 disables clipping."""
+    ema: bool = False
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 25
+    progress: bool = True
+    on_nan: Literal["stop", "skip"] = "stop"
+
+
+@dataclass
+class SampleConfig:
+    """``[sample]``: what ``dgm run`` and ``dgm sample`` draw."""
+
+    n: int = 64
+    seed: int = 1234
+
+
+@dataclass
+class EvaluateConfig:
+    """``[evaluate]``: the held-out likelihood; ``likelihood`` goes to the family."""
+
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = 64
+    max_examples: int = 0
+    """Evaluate on at most this many examples; 0 means all."""
+    likelihood: dict[str, Any] = field(default_factory=dict)
+
+
+NAMED_SECTIONS = ("data", "family", "likelihood", "prior")
+"""Tables that pick a registered entry with ``name`` and pass the rest as settings."""
+SECTIONS = ("run", "data", "family", "networks", "likelihood", "prior", "train", "sample",
+            "evaluate")
+SECTION_KINDS = {"data": "datasets", "family": "families", "likelihood": "likelihoods",
+                 "prior": "priors"}
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe: the raw tables plus where they came from."""
+
+    tables: dict[str, Any]
+    source: str = "<recipe>"
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: {key}"
+
+    def table(self, section: str) -> dict[str, Any]:
+        value = self.tables.get(section, {})
+        return dict(value)
+
+    @property
+    def run(self) -> RunConfig:
+        return dataclass_from(RunConfig, self.table("run"), self.where("[run]"))
+
+    @property
+    def train(self) -> TrainConfig:
+        return dataclass_from(TrainConfig, self.table("train"), self.where("[train]"))
+
+    @property
+    def sample(self) -> SampleConfig:
+        return dataclass_from(SampleConfig, self.table("sample"), self.where("[sample]"))
+
+    @property
+    def evaluate(self) -> EvaluateConfig:
+        return dataclass_from(EvaluateConfig, self.table("evaluate"),
+                              self.where("[evaluate]"))
+
+    @property
+    def data_loading(self) -> DataConfig:
+        data = self.table("data")
+        keys = {k: data[k] for k in ("batch_size", "num_workers") if k in data}
+        return dataclass_from(DataConfig, keys, self.where("[data]"))
+
+    def named(self, section: str) -> tuple[str | None, dict[str, Any]]:
+        """The ``name`` of a named table and its other settings."""
+        table = self.table(section)
+        name = table.pop("name", None)
+        if name is not None and not isinstance(name, str):
+            raise RecipeError(f"{self.where(section + '.name')}: should be a string, "
+                              f"got {name!r}")
+        if section == "data":
+            table.pop("batch_size", None)
+            table.pop("num_workers", None)
+        return name, table
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.tables)
+
+    def validate(self, registry: Registry) -> None:
+        """Check sections, config tables and registered names before anything is built."""
+        for section in self.tables:
+            if section not in SECTIONS:
+                close = difflib.get_close_matches(section, SECTIONS, n=1)
+                hint = f" Did you mean [{close[0]}]?" if close else ""
+                raise RecipeError(f"{self.source}: unknown section [{section}].{hint} "
+                                  f"Sections are: {', '.join(SECTIONS)}.")
+            if not isinstance(self.tables[section], dict):
+                raise RecipeError(f"{self.where(section)}: should be a table ([{section}]), "
+                                  f"got {self.tables[section]!r}")
+        _ = self.run, self.train, self.sample, self.evaluate, self.data_loading
+        for section in ("data", "family"):
+            if self.named(section)[0] is None:
+                raise RecipeError(f"{self.where(section + '.name')}: missing; name a "
+                                  f"registered {SECTION_KINDS[section][:-1]}, e.g. "
+                                  f"{_example(registry, SECTION_KINDS[section])}")
+        for section in NAMED_SECTIONS:
+            name, _ = self.named(section)
+            if name is not None:
+                registry.get(SECTION_KINDS[section], name, where=self.where(section + ".name"))
+        for role, table in self.table("networks").items():
+            where = self.where(f"networks.{role}")
+            if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+                raise RecipeError(f"{where}: should be a table with a name, e.g. "
+                                  f"[networks.{role}] name = \"image:conv-decoder\"")
+            registry.get("networks", table["name"], where=where + ".name")
+
+
+def _example(registry: Registry, kind: str) -> str:
+    names = [e.name for e in registry.entries(kind)]
+    return repr(names[0]) if names else "(none registered)"
+
+
+def read_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a TOML recipe file and apply ``key.sub=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist"
+                          + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        tables = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    recipe = Recipe(tables, str(path))
+    for item in overrides:
+        apply_override(recipe, item)
+    return recipe
+
+
+def apply_override(recipe: Recipe, item: str) -> None:
+    """Set a dotted key from ``key=value``; the value is parsed as TOML, else a string."""
+    if "=" not in item:
+        raise RecipeError(f"override {item!r}: expected key=value, e.g. train.steps=100")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise RecipeError(f"override {item!r}: bad key {key!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node = recipe.tables
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {item!r}: {part!r} is not a table")
+    node[parts[-1]] = value
+
+
+def resolved(recipe: Recipe) -> Recipe:
+    """A copy with the run/train/sample/evaluate defaults written out."""
+    tables = copy.deepcopy(recipe.tables)
+    tables["run"] = asdict(recipe.run)
+    tables["train"] = asdict(recipe.train)
+    tables["sample"] = asdict(recipe.sample)
+    tables["evaluate"] = asdict(recipe.evaluate)
+    return Recipe(tables, recipe.source)

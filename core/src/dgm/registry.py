@@ -1,0 +1,114 @@
+"""Namespaced registry of everything plugins contribute.
+
+Entries are named ``namespace:name``; the namespace is the registering plugin's name
+(its entry-point name). Lookups accept the full name, or the bare name when exactly one
+namespace provides it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from dgm.errors import RegistryError
+
+KINDS = ("modalities", "families", "likelihoods", "priors", "networks", "datasets", "metrics",
+         "recipes")
+"""The kinds of thing a plugin can register, one ``register_<kind>`` hook each."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing: its full name, the object, the plugin that registered it."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    description: str = ""
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(":", 1)[1]
+
+
+class Registry:
+    """All registered entries, by kind. The host owns validation and de-duplication."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.failed_plugins: dict[str, str] = {}
+        """Plugins that failed to load, with their error: named in unknown-name errors."""
+
+    def add(self, kind: str, name: str, obj: Any, plugin: str, description: str = "") -> Entry:
+        """Add ``obj`` as ``plugin:name`` (or ``name`` if it already has a namespace)."""
+        if kind not in self._entries:
+            raise RegistryError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        if not isinstance(name, str) or not name or name.count(":") > 1:
+            raise RegistryError(
+                f"plugin {plugin!r} registered {kind[:-1]} with an invalid name {name!r}: "
+                "expected a non-empty string like 'digits' or 'image:digits'"
+            )
+        full = name if ":" in name else f"{plugin}:{name}"
+        existing = self._entries[kind].get(full)
+        if existing is not None:
+            raise RegistryError(
+                f"{kind[:-1]} name clash: {full!r} is registered by plugin {existing.plugin!r} "
+                f"and again by plugin {plugin!r}; the first registration is kept"
+            )
+        entry = Entry(kind, full, obj, plugin, description)
+        self._entries[kind][full] = entry
+        return entry
+
+    def entries(self, kind: str) -> list[Entry]:
+        return sorted(self._entries[kind].values(), key=lambda e: e.name)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for kind in KINDS:
+            yield from self.entries(kind)
+
+    def by_plugin(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin registered: kind -> full names."""
+        out: dict[str, list[str]] = {}
+        for entry in self:
+            if entry.plugin == plugin:
+                out.setdefault(entry.kind, []).append(entry.name)
+        return out
+
+    def get(self, kind: str, name: str, *, where: str = "") -> Entry:
+        """Look ``name`` up; an unknown or ambiguous name raises with what exists."""
+        table = self._entries[kind]
+        if name in table:
+            return table[name]
+        if ":" not in name:
+            matches = [e for e in table.values() if e.short_name == name]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise RegistryError(
+                    f"{_where(where)}{kind[:-1]} name {name!r} is ambiguous: "
+                    f"{', '.join(sorted(e.name for e in matches))}; write the full name"
+                )
+        raise RegistryError(self._unknown_message(kind, name, where))
+
+    def _unknown_message(self, kind: str, name: str, where: str) -> str:
+        table = self._entries[kind]
+        candidates = list(table) + [e.short_name for e in table.values()]
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+        known = ", ".join(sorted(table)) or "none"
+        msg = f"{_where(where)}unknown {kind[:-1]} {name!r}."
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+        msg += f" Registered {kind}: {known}."
+        namespace = name.split(":", 1)[0] if ":" in name else None
+        if namespace in self.failed_plugins:
+            msg += f" Plugin {namespace!r} failed to load: {self.failed_plugins[namespace]}"
+        elif self.failed_plugins:
+            msg += " Plugins that failed to load: " + ", ".join(sorted(self.failed_plugins)) + "."
+        return msg
+
+
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""

@@ -1,0 +1,125 @@
+"""The run folder: one folder holds everything a run made.
+
+::
+
+    recipe.toml          the resolved recipe (every default written out)
+    checkpoints/step-N/  accelerate state: weights (safetensors), optimizer, RNG, step
+    model/               final weights (model.safetensors), recipe.toml, data_info.json
+    metrics.jsonl        one JSON object per logged step
+    samples/             sample files and a preview grid
+    evaluation.json      held-out likelihood in nats and bits per dimension
+    loss.png             the loss curve
+    summary.md           what a person opens first
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from dgm.contract import DataInfo
+from dgm.errors import RunDirError
+
+CHECKPOINT_PREFIX = "step-"
+
+
+class RunDir:
+    """Paths and small file formats of one run folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: Path | str) -> RunDir:
+        """An existing run folder; anything else is a :class:`RunDirError`."""
+        run = cls(Path(path))
+        if not run.path.exists():
+            raise RunDirError(f"run folder {str(path)!r} does not exist")
+        if not run.path.is_dir() or not run.recipe_file.is_file():
+            raise RunDirError(f"{str(path)!r} is not a dgm run folder: it has no recipe.toml. "
+                              "Give the folder `dgm run` created (by default runs/<name>)")
+        return run
+
+    recipe_file = property(lambda self: self.path / "recipe.toml")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    model_dir = property(lambda self: self.path / "model")
+    weights_file = property(lambda self: self.path / "model" / "model.safetensors")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    samples_dir = property(lambda self: self.path / "samples")
+    evaluation_file = property(lambda self: self.path / "evaluation.json")
+    loss_plot = property(lambda self: self.path / "loss.png")
+    summary_file = property(lambda self: self.path / "summary.md")
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints / f"{CHECKPOINT_PREFIX}{step:08d}"
+
+    def complete_checkpoints(self) -> list[Path]:
+        """Finished checkpoints, oldest first (a write in progress has another name)."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints.iterdir()
+                      if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
+
+    def latest_checkpoint(self) -> Path | None:
+        done = self.complete_checkpoints()
+        return done[-1] if done else None
+
+    def prune_checkpoints(self, keep: int) -> None:
+        for old in self.complete_checkpoints()[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoints.is_dir():
+            for partial in self.checkpoints.glob(".partial-*"):
+                shutil.rmtree(partial, ignore_errors=True)
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.exists():
+            return []
+        out = []
+        for line in self.metrics_file.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+        return out
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop records after ``step`` (a resumed run logs those steps again)."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        tmp = self.metrics_file.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.metrics_file)
+
+    # -- data description ---------------------------------------------------------------
+
+    def write_data_info(self, info: DataInfo) -> None:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        data = asdict(info)
+        (self.model_dir / "data_info.json").write_text(json.dumps(data, indent=2))
+
+    def read_data_info(self) -> DataInfo:
+        path = self.model_dir / "data_info.json"
+        if not path.is_file():
+            raise RunDirError(f"run folder {str(self.path)!r} has no trained model yet "
+                              f"({path} is missing): finish training with `dgm run`")
+        data = json.loads(path.read_text())
+        data["shape"] = tuple(data["shape"])
+        data["value_range"] = tuple(data["value_range"])
+        data["classes"] = tuple(data["classes"])
+        return DataInfo(**data)
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

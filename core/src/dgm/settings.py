@@ -1,0 +1,124 @@
+"""Checks recipe settings against the signature of the factory they are passed to.
+
+A factory's keyword arguments, with their type annotations and defaults, are the schema of
+its recipe table: unknown keys, missing required keys and wrong types are errors that name
+the key, the file, and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dgm.errors import RecipeError
+
+
+def parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """Keyword-settable parameters of ``factory`` (a function or a class)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    params = list(inspect.signature(target).parameters.values())
+    if inspect.isclass(factory) and params and params[0].name == "self":
+        params = params[1:]
+    return {p.name: p for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.VAR_KEYWORD)}
+
+
+def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:
+        return {}
+
+
+def bind(factory: Callable[..., Any], settings: Mapping[str, Any], where: str,
+         provided: Sequence[str] = ()) -> dict[str, Any]:
+    """Validate ``settings`` for ``factory``; ``provided`` names arguments the caller fills.
+
+    :param where: the place to name in errors, e.g. ``"recipe.toml: [family]"``.
+    """
+    params = parameters(factory)
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    allowed = [n for n, p in params.items() if p.kind != p.VAR_KEYWORD and n not in provided]
+    hints = _hints(factory)
+    for key, value in settings.items():
+        if key in provided:
+            raise RecipeError(f"{where}: key {key!r} is set by dgm and cannot be given here")
+        if key not in params and not accepts_any:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(
+                f"{where}: unknown key {key!r}.{hint} Expected one of: "
+                f"{', '.join(allowed) or '(no settings)'}."
+            )
+        if key in hints and not check_type(value, hints[key]):
+            raise RecipeError(
+                f"{where}: key {key!r} should be {type_name(hints[key])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    missing = [n for n in allowed if params[n].default is inspect.Parameter.empty
+               and n not in settings]
+    if missing:
+        raise RecipeError(f"{where}: missing required key(s): {', '.join(missing)}")
+    return dict(settings)
+
+
+def check_type(value: Any, hint: Any) -> bool:
+    """Does a TOML value fit an annotation? Ints are accepted where floats are expected."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(check_type(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence) or hint in (list, tuple) or origin is \
+            typing.get_origin(Sequence[int]):
+        if not isinstance(value, list | tuple):
+            return False
+        if not args:
+            return True
+        inner = args[0]
+        return all(check_type(v, inner) for v in value)
+    if origin in (dict, Mapping) or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "absent"
+    if origin is not None:
+        args = typing.get_args(hint)
+        return f"a list of {type_name(args[0])}" if args else "a list"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def dataclass_from(cls: type, settings: Mapping[str, Any], where: str) -> Any:
+    """Build a config dataclass from a recipe table, with the same checks as :func:`bind`."""
+    assert dataclasses.is_dataclass(cls)
+    return cls(**bind(cls, settings, where))

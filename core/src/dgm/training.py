@@ -1,0 +1,219 @@
+"""The training loop, on HF accelerate. It receives a family and a data set; it builds
+neither. Resume is automatic: the newest complete checkpoint in the run folder is loaded
+(weights, optimizer, EMA, RNG streams, step and data position)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from safetensors.torch import save_model
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from dgm.contract import DataSource, Family
+from dgm.errors import TrainingError
+from dgm.recipes import DataConfig, TrainConfig
+from dgm.runs import RunDir
+
+
+class TrainState:
+    """Counters saved inside every checkpoint."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.batches = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step, "batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+        self.batches = int(state["batches"])
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    resumed_from: int
+    seconds: float
+    last_loss: float
+
+
+def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
+    """The accelerator a run uses: seeded data order, accumulation, mixed precision."""
+    return Accelerator(
+        gradient_accumulation_steps=config.grad_accum,
+        mixed_precision=config.mixed_precision,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+    )
+
+
+class Trainer:
+    """Fits ``family`` on ``data`` for ``config.steps`` optimizer steps."""
+
+    def __init__(self, family: Family, data: DataSource, run: RunDir, config: TrainConfig,
+                 data_config: DataConfig, seed: int = 0,
+                 accelerator: Accelerator | None = None) -> None:
+        self.config = config
+        self.run = run
+        self.seed = seed
+        self.accelerator = accelerator or make_accelerator(config, seed)
+        set_seed(seed)
+        if len(data) < data_config.batch_size:
+            raise TrainingError(f"data set has {len(data)} examples, fewer than one batch "
+                                f"(data.batch_size = {data_config.batch_size})")
+        loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
+                            drop_last=True, num_workers=data_config.num_workers)
+        optimizer = torch.optim.AdamW(family.parameters(), lr=config.lr,
+                                      weight_decay=config.weight_decay)
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(
+            family, optimizer, loader)
+        self.state = TrainState()
+        self.accelerator.register_for_checkpointing(self.state)
+        self.ema = None
+        if config.ema:
+            from diffusers.training_utils import EMAModel
+
+            self.ema = EMAModel(self.accelerator.unwrap_model(self.model).parameters(),
+                                decay=config.ema_decay)
+            self.ema.to(self.accelerator.device)
+            self.accelerator.register_for_checkpointing(self.ema)
+
+    @property
+    def family(self) -> Family:
+        return self.accelerator.unwrap_model(self.model)
+
+    def fit(self) -> TrainResult:
+        acc, cfg, state = self.accelerator, self.config, self.state
+        latest = self.run.latest_checkpoint()
+        if latest is not None:
+            acc.load_state(str(latest))
+            if acc.is_main_process:
+                self.run.truncate_metrics(state.step)
+        resumed_from = state.step
+        per_epoch = len(self.loader)
+        bar = tqdm(total=cfg.steps, initial=state.step, disable=not (
+            cfg.progress and acc.is_main_process), desc=self.run.path.name, unit="step",
+            dynamic_ncols=True)
+        start = time.perf_counter()
+        window_start, window_steps = start, 0
+        loss_sum = torch.zeros((), device=acc.device)
+        logs_sum: dict[str, torch.Tensor] = {}
+        last_loss = math.nan
+        self.model.train()
+        while state.step < cfg.steps:
+            epoch, offset = divmod(state.batches, per_epoch)
+            self.loader.set_epoch(epoch)
+            batches = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+            for batch in batches:
+                with acc.accumulate(self.model):
+                    with acc.autocast():
+                        loss, logs = self.model(batch)
+                    if not torch.isfinite(loss):
+                        self._non_finite(loss)
+                        self.optimizer.zero_grad()
+                        state.batches += 1
+                        continue
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                state.batches += 1
+                loss_sum += loss.detach()
+                for key, value in logs.items():
+                    logs_sum[key] = logs_sum.get(key, 0.0) + value.detach().float()
+                if not acc.sync_gradients:
+                    continue
+                state.step += 1
+                window_steps += 1
+                if self.ema is not None:
+                    self.ema.step(self.family.parameters())
+                bar.update(1)
+                if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                    last_loss = self._log(loss_sum, logs_sum, window_steps, window_start, bar)
+                    loss_sum.zero_()
+                    logs_sum = {}
+                    window_start, window_steps = time.perf_counter(), 0
+                if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                    self.save_checkpoint()
+                if state.step >= cfg.steps:
+                    break
+        bar.close()
+        acc.wait_for_everyone()
+        return TrainResult(state.step, resumed_from, time.perf_counter() - start, last_loss)
+
+    def _log(self, loss_sum: torch.Tensor, logs_sum: dict[str, torch.Tensor],
+             steps: int, since: float, bar: Any) -> float:
+        acc = self.accelerator
+        micro = steps * self.config.grad_accum
+        loss = acc.reduce(loss_sum, reduction="mean").item() / max(micro, 1)
+        elapsed = time.perf_counter() - since
+        record = {"step": self.state.step, "loss": loss}
+        for key, value in logs_sum.items():
+            record[key] = acc.reduce(torch.as_tensor(value, device=acc.device),
+                                     reduction="mean").item() / max(micro, 1)
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        batch = self.loader.total_batch_size
+        record["samples_per_sec"] = micro * batch / elapsed if elapsed > 0 else 0.0
+        record["time"] = time.time()
+        if acc.is_main_process:
+            self.run.append_metrics(record)
+            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{record['samples_per_sec']:.0f}")
+        return loss
+
+    def _non_finite(self, loss: torch.Tensor) -> None:
+        step = self.state.step + 1
+        if self.config.on_nan == "skip":
+            if self.accelerator.is_main_process:
+                self.run.append_metrics({"step": step, "skipped": "non-finite loss"})
+            return
+        latest = self.run.latest_checkpoint()
+        raise TrainingError(
+            f"loss became {loss.item()} at step {step}; nothing was saved from this step. "
+            f"Last good checkpoint: {latest or 'none'}. Lower train.lr, set "
+            "train.max_grad_norm, or set train.on_nan = \"skip\""
+        )
+
+    def save_checkpoint(self) -> None:
+        """Write the full training state atomically: into a hidden folder, then renamed."""
+        acc = self.accelerator
+        final = self.run.checkpoint_path(self.state.step)
+        partial = final.parent / f".partial-{final.name}"
+        if acc.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(partial))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            self.run.prune_checkpoints(self.config.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    def save_weights(self) -> None:
+        """Final weights for sampling (the EMA weights when EMA is on), as safetensors."""
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return
+        family = self.family
+        self.run.model_dir.mkdir(parents=True, exist_ok=True)
+        if self.ema is not None:
+            backup = [p.detach().clone() for p in family.parameters()]
+            self.ema.copy_to(family.parameters())
+        tmp = self.run.weights_file.with_suffix(".tmp")
+        save_model(family, str(tmp))
+        os.replace(tmp, self.run.weights_file)
+        if self.ema is not None:
+            for p, saved in zip(family.parameters(), backup):
+                p.data.copy_(saved)

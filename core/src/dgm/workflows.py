@@ -1,0 +1,221 @@
+"""What the CLI commands do: train a recipe into a run folder, sample from a run, evaluate
+a run. Each step reads and writes the run folder only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model
+
+from dgm.assembly import build_data, build_family, build_modality
+from dgm.contract import Family, Modality
+from dgm.errors import RecipeError, RunDirError
+from dgm.evaluation import evaluate_likelihood, format_report
+from dgm.plugins import get_registry
+from dgm.recipes import Recipe, read_recipe, resolved
+from dgm.registry import Registry
+from dgm.runs import RunDir, write_json
+from dgm.training import Trainer, make_accelerator
+
+RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
+"""Keys that may differ between a run folder's recipe and a command resuming it."""
+
+
+def find_recipe(name_or_path: str, registry: Registry) -> Path:
+    """A recipe file path, or the file a plugin registered under that name."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists() or "/" in name_or_path:
+        return path
+    return Path(registry.get("recipes", name_or_path, where="dgm run").obj)
+
+
+def run_dir_for(recipe: Recipe) -> RunDir:
+    run = recipe.run
+    return RunDir(Path(run.dir) if run.dir else Path("runs") / run.name)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...] = ()
+                 ) -> list[tuple[str, ...]]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = (*prefix, key)
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, path)
+        elif va != vb:
+            out.append(path)
+    return out
+
+
+def prepare_run_dir(recipe: Recipe, run: RunDir) -> None:
+    """Create the run folder, or check that an existing one holds the same recipe."""
+    text = recipe.to_toml()
+    if run.recipe_file.exists():
+        saved = read_recipe(run.recipe_file)
+        changed = [d for d in _differences(saved.tables, recipe.tables)
+                   if d not in RESUMABLE_CHANGES]
+        if changed:
+            keys = ", ".join(".".join(d) for d in changed)
+            raise RunDirError(
+                f"run folder {str(run.path)!r} holds a run of a different recipe (differs in: "
+                f"{keys}). Nothing was changed. Resume it with the same settings, or start a "
+                f"new run with run.dir=<new folder> or run.name=<new name>"
+            )
+    elif run.path.exists() and any(run.path.iterdir()):
+        raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
+                          "another run.dir")
+    run.path.mkdir(parents=True, exist_ok=True)
+    tmp = run.recipe_file.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(run.recipe_file)
+
+
+def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
+    """Train, sample and evaluate: ``dgm run``."""
+    registry = get_registry()
+    recipe = read_recipe(find_recipe(recipe_ref, registry), overrides)
+    recipe.validate(registry)
+    recipe = resolved(recipe)
+    run = run_dir_for(recipe)
+    train_data = build_data(recipe, registry, "train")
+    family = build_family(recipe, registry, train_data.info)
+    _check_likelihood_support(family, train_data, recipe)
+    prepare_run_dir(recipe, run)
+    trainer = Trainer(family, train_data, run, recipe.train, recipe.data_loading,
+                      seed=recipe.run.seed)
+    n_params = sum(p.numel() for p in family.parameters())
+    echo(f"run folder: {run.path}  ({type(family).__name__}, {n_params:,} parameters, "
+         f"{len(train_data)} training examples)")
+    result = trainer.fit()
+    if result.resumed_from:
+        echo(f"resumed from step {result.resumed_from}")
+    echo(f"trained to step {result.steps} in {result.seconds:.1f} s "
+         f"(last logged loss {result.last_loss:.3f})")
+    if not trainer.accelerator.is_main_process:
+        return run
+    run.write_data_info(train_data.info)
+    trainer.save_weights()
+    (run.model_dir / "recipe.toml").write_text(recipe.to_toml())
+    family = load_family(run, registry)[0]
+    sample_run(run, n=recipe.sample.n, seed=recipe.sample.seed, echo=echo, family=family)
+    evaluate_run(run, echo=echo, family=family)
+    plot_loss(run)
+    write_summary(run)
+    echo(f"summary: {run.summary_file}")
+    return run
+
+
+def _check_likelihood_support(family: Family, data: Any, recipe: Recipe) -> None:
+    likelihood = getattr(family, "likelihood", None)
+    if likelihood is None:
+        return
+    x = torch.stack([data[i]["x"] for i in range(min(len(data), 256))])
+    try:
+        likelihood.check_data(x)
+    except ValueError as exc:
+        raise RecipeError(f"{recipe.where('[likelihood]')}: {exc}") from None
+
+
+def load_family(run: RunDir, registry: Registry | None = None
+                ) -> tuple[Family, Modality, Recipe]:
+    """Rebuild a run's family from its recipe and load its final weights."""
+    registry = registry or get_registry()
+    recipe = read_recipe(run.recipe_file)
+    info = run.read_data_info()
+    family = build_family(recipe, registry, info)
+    if not run.weights_file.is_file():
+        raise RunDirError(f"run folder {str(run.path)!r} has no final weights "
+                          f"({run.weights_file}); finish training with `dgm run`")
+    load_model(family, str(run.weights_file), device="cpu")
+    device = make_accelerator(recipe.train, recipe.run.seed).device
+    family.to(device).eval()
+    return family, build_modality(info, registry), recipe
+
+
+def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
+               family: Family | None = None, batch_size: int = 256) -> Path:
+    """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``."""
+    loaded, modality, _ = load_family(run)
+    family = family or loaded
+    device = next(family.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        chunks.append(family.sample(min(batch_size, n - start), generator=generator).cpu())
+    samples = torch.cat(chunks)
+    out = Path(out) if out else run.samples_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for i, x in enumerate(samples):
+        modality.write(x, out / f"sample-{i:04d}{modality.file_suffix}")
+    grid = out / "grid.png"
+    modality.preview(samples, grid)
+    echo(f"wrote {n} samples and {grid}")
+    return grid
+
+
+def evaluate_run(run: RunDir, echo=print, family: Family | None = None) -> dict[str, Any]:
+    """Held-out NLL in nats and bits per dimension: ``dgm evaluate``."""
+    registry = get_registry()
+    loaded, _, recipe = load_family(run, registry)
+    family = family or loaded
+    config = recipe.evaluate
+    data = build_data(recipe, registry, config.split)
+    device = next(family.parameters()).device
+    report = evaluate_likelihood(family, data, config, device,
+                                 where=recipe.where("[evaluate.likelihood]"))
+    report["recipe"] = recipe.run.name
+    report["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_json(run.evaluation_file, report)
+    echo(format_report(report))
+    return report
+
+
+def plot_loss(run: RunDir) -> Path | None:
+    """The loss curve from metrics.jsonl as a PNG."""
+    records = [r for r in run.read_metrics() if "loss" in r]
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(run.path.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run.loss_plot)
+    plt.close(fig)
+    return run.loss_plot
+
+
+def write_summary(run: RunDir) -> None:
+    """summary.md: the numbers and pictures a person looks at first."""
+    lines = [f"# Run `{run.path.name}`", ""]
+    if run.evaluation_file.exists():
+        report = json.loads(run.evaluation_file.read_text())
+        lines += ["## Evaluation", "", "```", format_report(report), "```", ""]
+    records = [r for r in run.read_metrics() if "loss" in r]
+    if records:
+        last = records[-1]
+        rate = [r["samples_per_sec"] for r in records if r.get("samples_per_sec")]
+        speed = f", {sum(rate) / len(rate):.0f} samples/s" if rate else ""
+        lines += ["## Training", "", f"{last['step']} steps, last loss {last['loss']:.3f}"
+                  f"{speed}.", ""]
+    if run.loss_plot.exists():
+        lines += ["![loss](loss.png)", ""]
+    if (run.samples_dir / "grid.png").exists():
+        lines += ["## Samples", "", "![samples](samples/grid.png)", ""]
+    lines += ["Recipe: [recipe.toml](recipe.toml); weights: model/model.safetensors; "
+              "log: metrics.jsonl.", ""]
+    run.summary_file.write_text("\n".join(lines))
+
+
+__all__ = ["evaluate_run", "load_family", "run_recipe", "sample_run"]

@@ -1,0 +1,20 @@
+"""The image modality: codec, defaults and previews."""
+
+from __future__ import annotations
+
+from dgm.contract import Modality
+from dgm_image.codec import read_image, write_image
+from dgm_image.previews import write_grid
+
+
+def image_modality() -> Modality:
+    """Images as (C, H, W) tensors in [-1, 1]; PNG files; sample grids as previews."""
+    return Modality(
+        name="image:image",
+        read=read_image,
+        write=write_image,
+        preview=write_grid,
+        file_suffix=".png",
+        networks={"encoder": "image:conv-encoder", "decoder": "image:conv-decoder"},
+        likelihood="core:discretized-logistic",
+    )
