@@ -10,8 +10,17 @@ from torch import nn
 from dgm.contract import DataInfo, DataSource, Family, Likelihood, Modality, Prior
 from dgm.errors import DataError, RecipeError
 from dgm.recipes import Recipe
-from dgm.registry import Registry
+from dgm.registry import Entry, Registry
 from dgm.settings import bind, parameters
+
+
+def _call(entry: Entry, where: str, **kwargs: Any) -> Any:
+    """Call a registered factory; a ValueError it raises names the recipe table."""
+    try:
+        return entry.obj(**kwargs)
+    except ValueError as exc:
+        raise RecipeError(f"{where}: {entry.name} cannot be built with these settings: "
+                          f"{exc}") from None
 
 
 def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
@@ -20,7 +29,7 @@ def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
     where = recipe.where("[data]")
     entry = registry.get("datasets", name or "", where=recipe.where("data.name"))
     kwargs = bind(entry.obj, settings, where, provided=("split",))
-    source = entry.obj(split=split, **kwargs)
+    source = _call(entry, where, split=split, **kwargs)
     if len(source) == 0:
         raise DataError(f"{where}: data set {entry.name!r} has no examples in split "
                         f"{split!r}")
@@ -56,7 +65,7 @@ class BuildContext:
         accepted = {k: v for k, v in structural.items() if k in params
                     or any(p.kind == p.VAR_KEYWORD for p in params.values())}
         kwargs = bind(entry.obj, table, where, provided=tuple(accepted))
-        return entry.obj(**accepted, **kwargs)
+        return _call(entry, where, **accepted, **kwargs)
 
     def likelihood(self) -> Likelihood:
         name, settings = self.recipe.named("likelihood")
@@ -65,13 +74,14 @@ class BuildContext:
         entry = self.registry.get("likelihoods", name, where=where)
         if "levels" in parameters(entry.obj) and "levels" not in settings and self.info.levels:
             settings["levels"] = self.info.levels
-        return entry.obj(**bind(entry.obj, settings, where))
+        return _call(entry, where, **bind(entry.obj, settings, where))
 
     def prior(self, shape: tuple[int, ...]) -> Prior:
         name, settings = self.recipe.named("prior")
         where = self.recipe.where("[prior]")
         entry = self.registry.get("priors", name or "core:standard-normal", where=where)
-        return entry.obj(shape=shape, **bind(entry.obj, settings, where, provided=("shape",)))
+        return _call(entry, where, shape=shape,
+                     **bind(entry.obj, settings, where, provided=("shape",)))
 
 
 def build_family(recipe: Recipe, registry: Registry, info: DataInfo) -> Family:
@@ -82,4 +92,4 @@ def build_family(recipe: Recipe, registry: Registry, info: DataInfo) -> Family:
     modality = build_modality(info, registry)
     ctx = BuildContext(recipe, registry, info, modality)
     kwargs = bind(entry.obj, settings, where, provided=("ctx",))
-    return entry.obj(ctx, **kwargs)
+    return _call(entry, where, ctx=ctx, **kwargs)

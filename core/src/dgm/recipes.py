@@ -16,7 +16,7 @@ from typing import Any, Literal
 import tomli_w
 
 from dgm.errors import RecipeError
-from dgm.registry import Registry
+from dgm.registry import SINGULAR, Registry
 from dgm.settings import dataclass_from
 
 
@@ -153,7 +153,7 @@ class Recipe:
         for section in ("data", "family"):
             if self.named(section)[0] is None:
                 raise RecipeError(f"{self.where(section + '.name')}: missing; name a "
-                                  f"registered {SECTION_KINDS[section][:-1]}, e.g. "
+                                  f"registered {SINGULAR[SECTION_KINDS[section]]}, e.g. "
                                   f"{_example(registry, SECTION_KINDS[section])}")
         for section in NAMED_SECTIONS:
             name, _ = self.named(section)

@@ -18,6 +18,10 @@ KINDS = ("modalities", "families", "likelihoods", "priors", "networks", "dataset
          "recipes")
 """The kinds of thing a plugin can register, one ``register_<kind>`` hook each."""
 
+SINGULAR = {"modalities": "modality", "families": "family", "likelihoods": "likelihood",
+            "priors": "prior", "networks": "network", "datasets": "dataset",
+            "metrics": "metric", "recipes": "recipe"}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -48,14 +52,14 @@ class Registry:
             raise RegistryError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
         if not isinstance(name, str) or not name or name.count(":") > 1:
             raise RegistryError(
-                f"plugin {plugin!r} registered {kind[:-1]} with an invalid name {name!r}: "
+                f"plugin {plugin!r} registered {SINGULAR[kind]} with an invalid name {name!r}: "
                 "expected a non-empty string like 'digits' or 'image:digits'"
             )
         full = name if ":" in name else f"{plugin}:{name}"
         existing = self._entries[kind].get(full)
         if existing is not None:
             raise RegistryError(
-                f"{kind[:-1]} name clash: {full!r} is registered by plugin {existing.plugin!r} "
+                f"{SINGULAR[kind]} name clash: {full!r} is registered by plugin {existing.plugin!r} "
                 f"and again by plugin {plugin!r}; the first registration is kept"
             )
         entry = Entry(kind, full, obj, plugin, description)
@@ -88,7 +92,7 @@ class Registry:
                 return matches[0]
             if len(matches) > 1:
                 raise RegistryError(
-                    f"{_where(where)}{kind[:-1]} name {name!r} is ambiguous: "
+                    f"{_where(where)}{SINGULAR[kind]} name {name!r} is ambiguous: "
                     f"{', '.join(sorted(e.name for e in matches))}; write the full name"
                 )
         raise RegistryError(self._unknown_message(kind, name, where))
@@ -98,7 +102,7 @@ class Registry:
         candidates = list(table) + [e.short_name for e in table.values()]
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
         known = ", ".join(sorted(table)) or "none"
-        msg = f"{_where(where)}unknown {kind[:-1]} {name!r}."
+        msg = f"{_where(where)}unknown {SINGULAR[kind]} {name!r}."
         if close:
             msg += f" Did you mean {close[0]!r}?"
         msg += f" Registered {kind}: {known}."

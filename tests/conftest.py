@@ -1,0 +1,40 @@
+"""Shared fixtures: a plugin host per test, a throw-away working folder, the repo root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dgm import plugins
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def host():
+    """A freshly loaded plugin host (all installed plugins), checked for misspelt hooks."""
+    plugins.reset()
+    h = plugins.get_host()
+    h.pm.check_pending()
+    yield h
+    plugins.reset()
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test with a temporary current folder."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def dgm_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real ``dgm`` command in a child process."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("PYTHONHASHSEED", "0")
+    return subprocess.run([sys.executable, "-m", "dgm", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

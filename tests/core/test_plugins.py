@@ -1,0 +1,121 @@
+"""Plugin loading through real entry points: lazy, fault-tolerant, selectable, traceable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pluggy
+import pytest
+
+from dgm import hookimpl
+from dgm.errors import RegistryError
+from dgm.testing import registered_plugin
+from tests.conftest import dgm_cli
+
+
+def fake_distribution(site, name: str, module_source: str):
+    """Install a one-module distribution with a ``dgm`` entry point into ``site``: a real
+    dist-info folder that importlib.metadata finds when ``site`` is on sys.path."""
+    module = f"{name}_plugin"
+    (site / f"{module}.py").write_text(textwrap.dedent(module_source))
+    info = site / f"{module}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[dgm]\n{name} = {module}\n")
+
+
+def plugins_json(site=None, **env):
+    extra = {"PYTHONPATH": str(site)} if site else {}
+    result = dgm_cli("plugins", "--json", env={**extra, **env})
+    assert result.returncode == 0, result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)}
+
+
+def test_core_and_image_load_and_no_hook_is_misspelt(host):
+    assert {"core", "image"} <= set(host.plugins)
+    assert "core:vae" in host.registry.by_plugin("core")["families"]
+    assert "image:digits" in host.registry.by_plugin("image")["datasets"]
+
+
+def test_importing_dgm_loads_no_plugin():
+    code = ("import sys, dgm, dgm.cli, dgm.contract; "
+            "print(any(m.startswith('dgm_image') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_plugin_that_raises_at_import_is_reported_and_the_rest_work(tmp_path):
+    fake_distribution(tmp_path, "broken", "raise RuntimeError('kaboom at import')\n")
+    found = plugins_json(tmp_path)
+    assert found["broken"]["loaded"] is False
+    assert "RuntimeError: kaboom at import" in found["broken"]["error"]
+    assert found["broken"]["distribution"] == "broken_plugin"
+    assert found["image"]["loaded"] and found["image"]["error"] is None
+    text = dgm_cli("plugins", env={"PYTHONPATH": str(tmp_path)}).stdout
+    assert "broken  (broken_plugin 0.3)  FAILED" in text
+    assert "error: RuntimeError: kaboom at import" in text
+
+
+def test_a_clashing_name_is_reported_naming_both_plugins(tmp_path):
+    fake_distribution(tmp_path, "impostor", """
+        from dgm import hookimpl
+
+        @hookimpl
+        def register_datasets(register):
+            register("image:digits", object)
+            register("mine", object)
+        """)
+    found = plugins_json(tmp_path)
+    assert "'image:digits' is registered by plugin 'image' and again by plugin " \
+           "'impostor'" in found["impostor"]["error"]
+    assert found["impostor"]["registered"] == {"datasets": ["impostor:mine"]}
+
+
+def test_a_hook_that_raises_is_reported_against_its_plugin(tmp_path):
+    fake_distribution(tmp_path, "faulty", """
+        from dgm import hookimpl
+
+        @hookimpl
+        def register_families(register):
+            raise ValueError("bad family table")
+        """)
+    found = plugins_json(tmp_path)
+    assert "register_families raised ValueError: bad family table" in found["faulty"]["error"]
+    assert found["core"]["registered"]["families"] == ["core:vae"]
+
+
+def test_dgm_plugins_selects_which_plugins_load(tmp_path):
+    assert set(plugins_json(DGM_PLUGINS="")) == {"core"}
+    assert set(plugins_json(DGM_PLUGINS="image")) == {"core", "image"}
+
+
+def test_hook_calls_can_be_traced():
+    result = dgm_cli("plugins", env={"DGM_TRACE_HOOKS": "1"})
+    assert "register_families" in result.stderr and "register_datasets" in result.stderr
+
+
+def test_misspelt_hook_fails_check_pending(host):
+    class Misspelt:
+        @hookimpl
+        def register_dataset(self, register):  # missing the s
+            register("x", object)
+
+    with pytest.raises(pluggy.PluginValidationError, match="register_dataset"), \
+            registered_plugin(Misspelt(), "misspelt", host):
+        pass
+    assert "misspelt" not in host.plugins
+
+
+def test_registered_plugin_adds_and_removes_its_entries(host):
+    class Extra:
+        @hookimpl
+        def register_likelihoods(self, register):
+            register("uniform", object, "a test entry")
+
+    with registered_plugin(Extra(), "extra", host):
+        assert host.registry.get("likelihoods", "uniform").name == "extra:uniform"
+    with pytest.raises(RegistryError, match="unknown likelihood 'extra:uniform'"):
+        host.registry.get("likelihoods", "extra:uniform")
