@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "image" / "digits-vae.toml"
@@ -113,9 +113,11 @@ def run_plain(setup: Setup, steps: int) -> tuple[float, nn.Module]:
     config = setup.recipe.train
     model = setup.fresh_model()
     torch.manual_seed(setup.seed)
+    # shuffle=True spelled out, so that each epoch's order can be seeded (seed + epoch,
+    # as accelerate's seedable sampler does) without drawing from the global RNG stream
     order = torch.Generator()
     loader = DataLoader(setup.data, batch_size=setup.recipe.data_loading.batch_size,
-                        shuffle=True, drop_last=True, generator=order)
+                        sampler=RandomSampler(setup.data, generator=order), drop_last=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     gc.collect()
@@ -123,7 +125,7 @@ def run_plain(setup: Setup, steps: int) -> tuple[float, nn.Module]:
     model.train()
     step, epoch = 0, 0
     while step < steps:
-        order.manual_seed(setup.seed + epoch)  # the epoch's shuffle, as accelerate seeds it
+        order.manual_seed(setup.seed + epoch)
         for batch in loader:
             loss, _ = model(batch)
             loss.backward()

@@ -70,8 +70,11 @@ class Trainer:
         if len(data) < data_config.batch_size:
             raise TrainingError(f"data set has {len(data)} examples, fewer than one batch "
                                 f"(data.batch_size = {data_config.batch_size})")
+        # The loader's own generator keeps iterator creation from drawing on the global
+        # RNG, so a resumed run's model RNG stream matches an uninterrupted one.
         loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
-                            drop_last=True, num_workers=data_config.num_workers)
+                            drop_last=True, num_workers=data_config.num_workers,
+                            generator=torch.Generator().manual_seed(seed))
         optimizer = torch.optim.AdamW(family.parameters(), lr=config.lr,
                                       weight_decay=config.weight_decay)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
@@ -111,8 +114,8 @@ class Trainer:
         self.model.train()
         while state.step < cfg.steps:
             epoch, offset = divmod(state.batches, per_epoch)
-            self.loader.set_epoch(epoch)
             batches = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+            batches.set_epoch(epoch)  # accelerate seeds the shuffle with data_seed + epoch
             for batch in batches:
                 with acc.accumulate(self.model):
                     with acc.autocast():

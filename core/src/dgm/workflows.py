@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import load_model
 
 from dgm.assembly import build_data, build_family, build_modality
@@ -82,6 +83,7 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     recipe = resolved(recipe)
     run = run_dir_for(recipe)
     train_data = build_data(recipe, registry, "train")
+    set_seed(recipe.run.seed)  # initial weights follow run.seed
     family = build_family(recipe, registry, train_data.info)
     _check_likelihood_support(family, train_data, recipe)
     prepare_run_dir(recipe, run)
