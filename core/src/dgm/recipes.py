@@ -200,6 +200,8 @@ def apply_override(recipe: Recipe, item: str) -> None:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    if isinstance(value, float) and raw.strip().lstrip("+-") in ("nan", "inf"):
+        value = raw  # a folder called "nan" is likelier than a setting of NaN
     node = recipe.tables
     for part in parts[:-1]:
         node = node.setdefault(part, {})

@@ -52,15 +52,16 @@ class Registry:
             raise RegistryError(f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
         if not isinstance(name, str) or not name or name.count(":") > 1:
             raise RegistryError(
-                f"plugin {plugin!r} registered {SINGULAR[kind]} with an invalid name {name!r}: "
-                "expected a non-empty string like 'digits' or 'image:digits'"
+                f"plugin {plugin!r} registered {SINGULAR[kind]} with an invalid name "
+                f"{name!r}: expected a non-empty string like 'digits' or 'image:digits'"
             )
         full = name if ":" in name else f"{plugin}:{name}"
         existing = self._entries[kind].get(full)
         if existing is not None:
             raise RegistryError(
-                f"{SINGULAR[kind]} name clash: {full!r} is registered by plugin {existing.plugin!r} "
-                f"and again by plugin {plugin!r}; the first registration is kept"
+                f"{SINGULAR[kind]} name clash: {full!r} is registered by plugin "
+                f"{existing.plugin!r} and again by plugin {plugin!r}; the first registration "
+                "is kept"
             )
         entry = Entry(kind, full, obj, plugin, description)
         self._entries[kind][full] = entry

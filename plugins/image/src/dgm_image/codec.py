@@ -30,10 +30,7 @@ def read_image(path: Path, mode: Mode = "RGB", size: tuple[int, int] | None = No
 
 def from_pil(im: Image.Image) -> Tensor:
     array = np.asarray(im, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[None]
-    else:
-        array = array.transpose(2, 0, 1)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return torch.from_numpy(array.copy()) / 127.5 - 1.0
 
 

@@ -77,11 +77,12 @@ def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
     n_val = round(len(files) * val_fraction)
     chosen = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
               "train": order[n_test + n_val:]}[split]
-    target = tuple(size) if size else None
+    resize = tuple(size) if size else None
+    target = resize
     images, labels, bad = [], [], []
     for i in sorted(chosen):
         try:
-            image = read_image(files[i], mode, target)
+            image = read_image(files[i], mode, resize)
         except DataError as exc:
             if not skip_unreadable:
                 raise DataError(f"{exc}. Remove or fix the file, or set "

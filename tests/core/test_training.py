@@ -1,0 +1,98 @@
+"""Trainer options: EMA, gradient accumulation, bf16 autocast, clipping, non-finite loss."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from dgm import hookimpl
+from dgm.cli import main
+from dgm.contract import Family, LogLikelihood
+from dgm.testing import registered_plugin
+from tests.conftest import REPO, dgm_cli
+
+RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
+TINY = ["train.progress=false", "sample.n=2", "evaluate.likelihood.k=2",
+        "evaluate.max_examples=4"]
+
+
+def metrics(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_ema_weights_are_saved_for_sampling_and_differ_from_the_raw_weights(in_tmp):
+    assert main(["run", RECIPE, "run.dir=ema", "train.steps=30", "train.ema=true",
+                 "train.ema_decay=0.9", "train.checkpoint_every=30", *TINY]) == 0
+    final = load_file(in_tmp / "ema" / "model" / "model.safetensors")
+    raw = load_file(in_tmp / "ema" / "checkpoints" / "step-00000030" / "model.safetensors")
+    key = "decoder.net.0.weight"
+    assert not torch.equal(final[key], raw[key])
+    ema_state = in_tmp / "ema" / "checkpoints" / "step-00000030" / "custom_checkpoint_1.pkl"
+    assert ema_state.is_file()
+
+
+def test_gradient_accumulation_counts_optimizer_steps(in_tmp):
+    assert main(["run", RECIPE, "run.dir=acc", "train.steps=10", "train.grad_accum=3",
+                 "train.log_every=5", *TINY]) == 0
+    assert [r["step"] for r in metrics(in_tmp / "acc")] == [5, 10]
+
+
+def test_gradient_clipping_and_bf16_autocast_train(tmp_path):
+    result = dgm_cli("run", RECIPE, "run.dir=bf16", "train.steps=40",
+                     "train.mixed_precision=bf16", "train.max_grad_norm=1.0",
+                     "train.log_every=10", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    losses = [r["loss"] for r in metrics(tmp_path / "bf16")]
+    assert losses[-1] < losses[0]
+
+
+class NaNFamily(Family):
+    """A one-parameter family whose loss turns NaN on its third call."""
+
+    likelihood_kind = "exact"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def loss(self, batch):
+        self.calls += 1
+        loss = (self.w * batch["x"]).pow(2).mean()
+        return (loss * float("nan") if self.calls == 3 else loss), {}
+
+    def sample(self, n, generator=None, condition=None):
+        return torch.zeros(n, 1, 8, 8)
+
+    def log_likelihood(self, x, **settings):
+        return LogLikelihood(torch.zeros(x.shape[0]), "exact", "test")
+
+
+class NaNPlugin:
+    @hookimpl
+    def register_families(self, register):
+        register("nan", lambda ctx, **settings: NaNFamily())
+
+
+def test_a_nan_loss_stops_the_run_and_names_the_step_and_checkpoint(in_tmp, capsys, host):
+    with registered_plugin(NaNPlugin(), "test", host):
+        code = main(["run", RECIPE, "run.dir=nan", "family.name=test:nan", "train.steps=5",
+                     "train.checkpoint_every=2", *TINY])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "loss became nan at step 3" in err
+    assert "Last good checkpoint: nan/checkpoints/step-00000002" in err
+    saved = load_file(in_tmp / "nan" / "checkpoints" / "step-00000002" / "model.safetensors")
+    assert torch.isfinite(saved["w"])
+
+
+def test_a_nan_loss_can_be_skipped(in_tmp, host):
+    with registered_plugin(NaNPlugin(), "test", host):
+        assert main(["run", RECIPE, "run.dir=skip", "family.name=test:nan", "train.steps=5",
+                     "train.on_nan=skip", "train.log_every=1", *TINY]) == 0
+    records = metrics(in_tmp / "skip")
+    assert {"step": 3, "skipped": "non-finite loss"} in records
+    assert max(r["step"] for r in records) == 5
