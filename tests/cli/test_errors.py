@@ -112,3 +112,17 @@ def test_a_plugin_that_failed_to_import_is_named_when_its_entry_is_asked_for(tmp
 def test_traceback_on_request(in_tmp):
     with pytest.raises(Exception, match="unknown key 'stpes'"):
         main(["--traceback", "run", RECIPE, "train.stpes=5"])
+
+
+def test_unknown_data_key_suggests_the_trainer_keys_too(capsys, in_tmp):
+    err = error_of(capsys, "run", RECIPE, "data.batchsize=8")
+    assert "[data]: unknown key 'batchsize'. Did you mean 'batch_size'?" in err
+
+
+def test_every_command_says_what_it_does(capsys):
+    for command in ("run", "sample", "evaluate", "recipes", "plugins"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: dgm {command}" in out and len(out.split("\n\n")[1]) > 40

@@ -28,7 +28,8 @@ def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
     name, settings = recipe.named("data")
     where = recipe.where("[data]")
     entry = registry.get("datasets", name or "", where=recipe.where("data.name"))
-    kwargs = bind(entry.obj, settings, where, provided=("split",))
+    kwargs = bind(entry.obj, settings, where, provided=("split",),
+                  also=("name", "batch_size", "num_workers"))
     source = _call(entry, where, split=split, **kwargs)
     if len(source) == 0:
         raise DataError(f"{where}: data set {entry.name!r} has no examples in split "

@@ -37,14 +37,16 @@ def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
 
 
 def bind(factory: Callable[..., Any], settings: Mapping[str, Any], where: str,
-         provided: Sequence[str] = ()) -> dict[str, Any]:
+         provided: Sequence[str] = (), also: Sequence[str] = ()) -> dict[str, Any]:
     """Validate ``settings`` for ``factory``; ``provided`` names arguments the caller fills.
 
     :param where: the place to name in errors, e.g. ``"recipe.toml: [family]"``.
+    :param also: other keys the same table accepts (for the error message only).
     """
     params = parameters(factory)
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     allowed = [n for n, p in params.items() if p.kind != p.VAR_KEYWORD and n not in provided]
+    allowed += [n for n in also if n not in allowed]
     hints = _hints(factory)
     for key, value in settings.items():
         if key in provided:
@@ -61,7 +63,7 @@ def bind(factory: Callable[..., Any], settings: Mapping[str, Any], where: str,
                 f"{where}: key {key!r} should be {type_name(hints[key])}, "
                 f"got {value!r} ({type(value).__name__})"
             )
-    missing = [n for n in allowed if params[n].default is inspect.Parameter.empty
+    missing = [n for n in allowed if n in params and params[n].default is inspect.Parameter.empty
                and n not in settings]
     if missing:
         raise RecipeError(f"{where}: missing required key(s): {', '.join(missing)}")

@@ -102,9 +102,9 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     run.write_data_info(train_data.info)
     trainer.save_weights()
     (run.model_dir / "recipe.toml").write_text(recipe.to_toml())
-    family = load_family(run, registry)[0]
-    sample_run(run, n=recipe.sample.n, seed=recipe.sample.seed, echo=echo, family=family)
-    evaluate_run(run, echo=echo, family=family)
+    loaded = load_family(run, registry)  # from the saved files, as `dgm sample` would
+    sample_run(run, n=recipe.sample.n, seed=recipe.sample.seed, echo=echo, loaded=loaded)
+    evaluate_run(run, echo=echo, loaded=loaded)
     plot_loss(run)
     write_summary(run)
     echo(f"summary: {run.summary_file}")
@@ -122,8 +122,10 @@ def _check_likelihood_support(family: Family, data: Any, recipe: Recipe) -> None
         raise RecipeError(f"{recipe.where('[likelihood]')}: {exc}") from None
 
 
-def load_family(run: RunDir, registry: Registry | None = None
-                ) -> tuple[Family, Modality, Recipe]:
+Loaded = tuple[Family, Modality, Recipe]
+
+
+def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
     """Rebuild a run's family from its recipe and load its final weights."""
     registry = registry or get_registry()
     recipe = read_recipe(run.recipe_file)
@@ -139,10 +141,9 @@ def load_family(run: RunDir, registry: Registry | None = None
 
 
 def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
-               family: Family | None = None, batch_size: int = 256) -> Path:
+               loaded: Loaded | None = None, batch_size: int = 256) -> Path:
     """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``."""
-    loaded, modality, _ = load_family(run)
-    family = family or loaded
+    family, modality, _ = loaded or load_family(run)
     device = next(family.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     chunks = []
@@ -159,11 +160,10 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
     return grid
 
 
-def evaluate_run(run: RunDir, echo=print, family: Family | None = None) -> dict[str, Any]:
+def evaluate_run(run: RunDir, echo=print, loaded: Loaded | None = None) -> dict[str, Any]:
     """Held-out NLL in nats and bits per dimension: ``dgm evaluate``."""
     registry = get_registry()
-    loaded, _, recipe = load_family(run, registry)
-    family = family or loaded
+    family, _, recipe = loaded or load_family(run, registry)
     config = recipe.evaluate
     data = build_data(recipe, registry, config.split)
     device = next(family.parameters()).device
