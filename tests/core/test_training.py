@@ -30,8 +30,21 @@ def test_ema_weights_are_saved_for_sampling_and_differ_from_the_raw_weights(in_t
     raw = load_file(in_tmp / "ema" / "checkpoints" / "step-00000030" / "model.safetensors")
     key = "decoder.net.0.weight"
     assert not torch.equal(final[key], raw[key])
-    ema_state = in_tmp / "ema" / "checkpoints" / "step-00000030" / "custom_checkpoint_1.pkl"
-    assert ema_state.is_file()
+    ckpt = in_tmp / "ema" / "checkpoints" / "step-00000030"
+    assert (ckpt / "ema.safetensors").is_file()
+    assert json.loads((ckpt / "train_state.json").read_text())["step"] == 30
+    assert not list(ckpt.glob("custom_checkpoint_*.pkl"))  # nothing loads with pickle
+
+
+def test_resume_with_ema_matches_an_uninterrupted_run(in_tmp):
+    args = ["run", RECIPE, "train.steps=40", "train.ema=true", "train.ema_decay=0.9",
+            "train.checkpoint_every=20", "train.keep_checkpoints=5", *TINY]
+    assert main([*args, "run.dir=whole"]) == 0
+    assert main([*args, "run.dir=cut", "train.steps=20"]) == 0
+    assert main([*args, "run.dir=cut"]) == 0
+    a = load_file(in_tmp / "whole" / "model" / "model.safetensors")
+    b = load_file(in_tmp / "cut" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_gradient_accumulation_counts_optimizer_steps(in_tmp):

@@ -4,17 +4,20 @@ neither. Resume is automatic: the newest complete checkpoint in the run folder i
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from safetensors.torch import save_model
+from safetensors import safe_open
+from safetensors.torch import save_file, save_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -22,6 +25,9 @@ from dgm.contract import DataSource, Family
 from dgm.errors import TrainingError
 from dgm.recipes import DataConfig, TrainConfig
 from dgm.runs import RunDir
+
+TRAIN_STATE_FILE = "train_state.json"
+EMA_FILE = "ema.safetensors"
 
 
 class TrainState:
@@ -79,8 +85,9 @@ class Trainer:
                                       weight_decay=config.weight_decay)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             family, optimizer, loader)
+        # The step counter and EMA are saved as JSON and safetensors beside accelerate's
+        # state, not through register_for_checkpointing, which unpickles on load.
         self.state = TrainState()
-        self.accelerator.register_for_checkpointing(self.state)
         self.ema = None
         if config.ema:
             from diffusers.training_utils import EMAModel
@@ -88,7 +95,6 @@ class Trainer:
             self.ema = EMAModel(self.accelerator.unwrap_model(self.model).parameters(),
                                 decay=config.ema_decay)
             self.ema.to(self.accelerator.device)
-            self.accelerator.register_for_checkpointing(self.ema)
 
     @property
     def family(self) -> Family:
@@ -99,6 +105,7 @@ class Trainer:
         latest = self.run.latest_checkpoint()
         if latest is not None:
             acc.load_state(str(latest))
+            self._load_extra_state(latest)
             if acc.is_main_process:
                 self.run.truncate_metrics(state.step)
         resumed_from = state.step
@@ -198,11 +205,30 @@ class Trainer:
         acc.save_state(str(partial))
         acc.wait_for_everyone()
         if acc.is_main_process:
+            self._save_extra_state(partial)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(partial, final)
             self.run.prune_checkpoints(self.config.keep_checkpoints)
         acc.wait_for_everyone()
+
+    def _save_extra_state(self, folder: Path) -> None:
+        (folder / TRAIN_STATE_FILE).write_text(json.dumps(self.state.state_dict()))
+        if self.ema is not None:
+            state = self.ema.state_dict()
+            shadow = state.pop("shadow_params")
+            save_file({str(i): t.detach().contiguous().cpu() for i, t in enumerate(shadow)},
+                      str(folder / EMA_FILE), metadata={"state": json.dumps(state)})
+
+    def _load_extra_state(self, folder: Path) -> None:
+        self.state.load_state_dict(json.loads((folder / TRAIN_STATE_FILE).read_text()))
+        if self.ema is not None:
+            with safe_open(str(folder / EMA_FILE), "pt") as f:
+                state = json.loads(f.metadata()["state"])
+                shadow = [f.get_tensor(str(i)) for i in range(len(f.keys()))]
+            device = self.accelerator.device
+            self.ema.load_state_dict({**state, "shadow_params": shadow})
+            self.ema.to(device)
 
     def save_weights(self) -> None:
         """Final weights for sampling (the EMA weights when EMA is on), as safetensors."""
