@@ -126,3 +126,9 @@ def test_every_command_says_what_it_does(capsys):
         assert exit_.value.code == 0
         out = capsys.readouterr().out
         assert f"usage: dgm {command}" in out and len(out.split("\n\n")[1]) > 40
+
+
+def test_evaluation_settings_are_checked_before_training(capsys, in_tmp):
+    err = error_of(capsys, "run", RECIPE, "run.dir=early", "evaluate.likelihood.kk=10")
+    assert "[evaluate.likelihood]: unknown key 'kk'. Did you mean 'k'?" in err
+    assert not (in_tmp / "early").exists()

@@ -55,11 +55,16 @@ class TrainResult:
 
 def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
     """The accelerator a run uses: seeded data order, accumulation, mixed precision."""
-    return Accelerator(
-        gradient_accumulation_steps=config.grad_accum,
-        mixed_precision=config.mixed_precision,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
-    )
+    try:
+        return Accelerator(
+            gradient_accumulation_steps=config.grad_accum,
+            mixed_precision=config.mixed_precision,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                      data_seed=seed),
+        )
+    except ValueError as exc:
+        raise TrainingError(f"train.mixed_precision = {config.mixed_precision!r} cannot be "
+                            f"used here: {exc}") from None
 
 
 class Trainer:

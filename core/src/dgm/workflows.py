@@ -20,6 +20,7 @@ from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
 from dgm.registry import Registry
 from dgm.runs import RunDir, write_json
+from dgm.settings import bind
 from dgm.training import Trainer, make_accelerator
 
 RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
@@ -86,6 +87,9 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     set_seed(recipe.run.seed)  # initial weights follow run.seed
     family = build_family(recipe, registry, train_data.info)
     _check_likelihood_support(family, train_data, recipe)
+    if family.likelihood_kind != "none":  # fail now, not after training
+        bind(family.log_likelihood, recipe.evaluate.likelihood,
+             recipe.where("[evaluate.likelihood]"), provided=("x",))
     prepare_run_dir(recipe, run)
     trainer = Trainer(family, train_data, run, recipe.train, recipe.data_loading,
                       seed=recipe.run.seed)
