@@ -158,6 +158,22 @@ class Family(ABC, nn.Module):
 # -------------------------------------------------------------------------------------
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+@dataclass
+class Representation:
+    """What models see of decoded data, and its stated inverse back to codec space (for
+    audio: waveform to log-mel and back). ``metadata`` holds every setting the inverse
+    depends on, so mismatched settings can be detected."""
+
+    name: str = "identity"
+    forward: Callable[[Tensor], Tensor] = _identity
+    inverse: Callable[[Tensor], Tensor] = _identity
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Modality:
     """A kind of data: how files become tensors and back, and what models default to.
@@ -174,6 +190,9 @@ class Modality:
     preview: Callable[[Tensor, Path], None]
     """Write a picture a person can look at for a batch of examples."""
     file_suffix: str = ".bin"
+    representation: Representation = field(default_factory=Representation)
+    """Data sets yield tensors in this representation; samples are inverted before
+    ``write``."""
     networks: dict[str, str] = field(default_factory=dict)
     likelihood: str = "core:gaussian"
     metrics: Sequence[str] = ()

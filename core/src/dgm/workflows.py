@@ -157,7 +157,8 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
     out = Path(out) if out else run.samples_dir
     out.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(samples):
-        modality.write(x, out / f"sample-{i:04d}{modality.file_suffix}")
+        decoded = modality.representation.inverse(x)
+        modality.write(decoded, out / f"sample-{i:04d}{modality.file_suffix}")
     grid = out / "grid.png"
     modality.preview(samples, grid)
     echo(f"wrote {n} samples and {grid}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgm.contract import Modality
+from dgm.contract import Modality, Representation
 from dgm_image.codec import read_image, write_image
 from dgm_image.previews import write_grid
 
@@ -15,6 +15,7 @@ def image_modality() -> Modality:
         write=write_image,
         preview=write_grid,
         file_suffix=".png",
+        representation=Representation("pixels", metadata={"range": [-1.0, 1.0]}),
         networks={"encoder": "image:conv-encoder", "decoder": "image:conv-decoder"},
         likelihood="core:discretized-logistic",
     )
