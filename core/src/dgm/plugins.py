@@ -118,10 +118,7 @@ class PluginHost:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin)
-        for kind in KINDS:
-            table = self.registry._entries[kind]
-            for key in [k for k, e in table.items() if e.plugin == name]:
-                del table[key]
+        self.registry.remove_plugin(name)
         self.plugins.pop(name, None)
 
     def _fail(self, name: str, dist: str, version: str, error: str) -> None:

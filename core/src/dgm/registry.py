@@ -67,6 +67,13 @@ class Registry:
         self._entries[kind][full] = entry
         return entry
 
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every entry ``plugin`` registered."""
+        for table in self._entries.values():
+            for key in [k for k, e in table.items() if e.plugin == plugin]:
+                del table[key]
+        self.failed_plugins.pop(plugin, None)
+
     def entries(self, kind: str) -> list[Entry]:
         return sorted(self._entries[kind].values(), key=lambda e: e.name)
 

@@ -90,8 +90,7 @@ def check_type(value: Any, hint: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
-    if origin in (list, tuple, Sequence) or hint in (list, tuple) or origin is \
-            typing.get_origin(Sequence[int]):
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
         if not isinstance(value, list | tuple):
             return False
         if not args:
