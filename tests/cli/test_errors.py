@@ -132,3 +132,8 @@ def test_evaluation_settings_are_checked_before_training(capsys, in_tmp):
     err = error_of(capsys, "run", RECIPE, "run.dir=early", "evaluate.likelihood.kk=10")
     assert "[evaluate.likelihood]: unknown key 'kk'. Did you mean 'k'?" in err
     assert not (in_tmp / "early").exists()
+
+
+def test_counts_that_must_be_positive(capsys, in_tmp):
+    err = error_of(capsys, "run", RECIPE, "train.log_every=0")
+    assert "[train]: key 'log_every' should be at least 1, got 0" in err

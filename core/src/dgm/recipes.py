@@ -11,7 +11,7 @@ import difflib
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import tomli_w
 
@@ -38,6 +38,8 @@ class DataConfig:
     batch_size: int = 64
     num_workers: int = 0
 
+    POSITIVE: ClassVar = ("batch_size",)
+
 
 @dataclass
 class TrainConfig:
@@ -58,6 +60,9 @@ class TrainConfig:
     progress: bool = True
     on_nan: Literal["stop", "skip"] = "stop"
 
+    POSITIVE: ClassVar = ("steps", "grad_accum", "checkpoint_every", "keep_checkpoints",
+                          "log_every")
+
 
 @dataclass
 class SampleConfig:
@@ -65,6 +70,8 @@ class SampleConfig:
 
     n: int = 64
     seed: int = 1234
+
+    POSITIVE: ClassVar = ("n",)
 
 
 @dataclass

@@ -120,6 +120,12 @@ def type_name(hint: Any) -> str:
 
 
 def dataclass_from(cls: type, settings: Mapping[str, Any], where: str) -> Any:
-    """Build a config dataclass from a recipe table, with the same checks as :func:`bind`."""
+    """Build a config dataclass from a recipe table, with the same checks as :func:`bind`;
+    fields named in the class's ``POSITIVE`` tuple must be at least 1."""
     assert dataclasses.is_dataclass(cls)
-    return cls(**bind(cls, settings, where))
+    config = cls(**bind(cls, settings, where))
+    for name in getattr(cls, "POSITIVE", ()):
+        if getattr(config, name) < 1:
+            raise RecipeError(f"{where}: key {name!r} should be at least 1, "
+                              f"got {getattr(config, name)!r}")
+    return config
