@@ -13,7 +13,7 @@ from dgm.recipes import Recipe, apply_override, read_recipe
 from tests.conftest import REPO
 
 TINY = ["train.steps=3", "train.progress=false", "train.log_every=1", "sample.n=4",
-        "evaluate.likelihood.k=2", "evaluate.max_examples=8"]
+        "evaluate.likelihood.k=2", "evaluate.max_examples=8", "evaluate.metric_samples=8"]
 REPO_RECIPES = sorted((REPO / "recipes").rglob("*.toml"))
 PLUGIN_RECIPES = [e.name for e in get_registry().entries("recipes")]
 

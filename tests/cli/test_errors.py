@@ -9,7 +9,7 @@ from tests.conftest import REPO, dgm_cli
 
 RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
 TINY = ["train.steps=2", "train.progress=false", "evaluate.likelihood.k=2",
-        "evaluate.max_examples=8", "sample.n=4"]
+        "evaluate.max_examples=8", "sample.n=4", "evaluate.metric_samples=8"]
 
 
 def error_of(capsys, *argv: str) -> str:

@@ -21,7 +21,8 @@ RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
 def test_run_sample_evaluate_make_a_complete_run_folder(in_tmp, capsys):
     code = main(["run", RECIPE, "run.dir=out", "train.steps=60", "train.log_every=20",
                  "train.checkpoint_every=25", "train.progress=false", "sample.n=10",
-                 "evaluate.likelihood.k=20", "evaluate.max_examples=40"])
+                 "evaluate.likelihood.k=20", "evaluate.max_examples=40",
+                 "evaluate.metric_samples=16"])
     printed = capsys.readouterr().out
     assert code == 0
     run = in_tmp / "out"
@@ -39,6 +40,7 @@ def test_run_sample_evaluate_make_a_complete_run_folder(in_tmp, capsys):
     assert report["examples"] == 40 and 0 < report["nll_nats"] < report["uniform_nll_nats"]
     assert abs(report["bits_per_dim"] - report["nll_nats"] / (64 * 0.6931471805599453)) < 1e-9
     assert "NLL (nats/example)" in printed and "bits/dim" in printed
+    assert set(report["metrics"]) == {"core:mmd", "core:patch-swd", "core:copy-rate"}
     with Image.open(run / "samples" / "grid.png") as grid:
         assert grid.mode == "L" and grid.width >= 4 * 32
     assert len(list((run / "samples").glob("sample-*.png"))) == 10
@@ -55,7 +57,8 @@ def test_run_sample_evaluate_make_a_complete_run_folder(in_tmp, capsys):
 
 def test_rerunning_a_finished_run_with_a_different_recipe_is_refused(in_tmp, capsys):
     args = ["run", RECIPE, "run.dir=out", "train.steps=4", "train.progress=false",
-            "sample.n=2", "evaluate.likelihood.k=2", "evaluate.max_examples=4"]
+            "sample.n=2", "evaluate.likelihood.k=2", "evaluate.max_examples=4",
+            "evaluate.metric_samples=4"]
     assert main(args) == 0
     before = (in_tmp / "out" / "model" / "model.safetensors").read_bytes()
     assert main([*args, "family.latent_dim=3"]) == 2
@@ -69,7 +72,7 @@ def test_sigkill_then_the_same_command_resumes_and_finishes(tmp_path):
     args = [sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=killed",
             f"train.steps={steps}", "train.checkpoint_every=100", "train.log_every=100",
             "train.progress=false", "sample.n=4", "evaluate.likelihood.k=4",
-            "evaluate.max_examples=16"]
+            "evaluate.max_examples=16", "evaluate.metric_samples=8"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     ckpts = tmp_path / "killed" / "checkpoints"

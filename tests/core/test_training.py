@@ -16,7 +16,7 @@ from tests.conftest import REPO, dgm_cli
 
 RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
 TINY = ["train.progress=false", "sample.n=2", "evaluate.likelihood.k=2",
-        "evaluate.max_examples=4"]
+        "evaluate.max_examples=4", "evaluate.metric_samples=4"]
 
 
 def metrics(run):

@@ -7,6 +7,7 @@ from dgm import hookimpl
 from dgm.families.vae import build_vae
 from dgm.hookspecs import Register
 from dgm.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
+from dgm.metrics import copy_rate, kernel_mmd, patch_swd
 from dgm.priors import StandardNormal
 
 
@@ -26,3 +27,13 @@ def register_likelihoods(register: Register) -> None:
 @hookimpl
 def register_priors(register: Register) -> None:
     register("standard-normal", StandardNormal, "N(0, I) over latents")
+
+
+@hookimpl
+def register_metrics(register: Register) -> None:
+    register("mmd", kernel_mmd, "Unbiased kernel MMD^2, Gaussian kernels at 0.5/1/2 x the "
+             "median distance")
+    register("patch-swd", patch_swd, "Sliced Wasserstein distance between Laplacian-pyramid "
+             "patches (images)")
+    register("copy-rate", copy_rate, "Share of samples nearly duplicating a training "
+             "example (NN distance <= 1/3 of the typical train-to-train NN distance)")

@@ -1,18 +1,25 @@
 """Held-out likelihood, reported the same way for every family: nats per example and
-bits per dimension, with a statement of whether the number is exact or a bound."""
+bits per dimension, with a statement of whether the number is exact or a bound; and
+weight-free sample metrics, each next to the same metric between two real sets."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from dgm.contract import DataSource, Family
+from dgm.errors import RecipeError
 from dgm.recipes import EvaluateConfig
 from dgm.settings import bind
+
+COPY_REFERENCE_MAX = 5000
+"""At most this many training examples form the reference of a memorisation metric."""
 
 
 def bits_per_dim(nll_nats: float, dims: int) -> float:
@@ -58,6 +65,73 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
     return report
 
 
+def _examples(data: DataSource, indices: Tensor) -> Tensor:
+    return torch.stack([data[int(i)]["x"] for i in indices])
+
+
+@torch.no_grad()
+def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]],
+                     heldout: DataSource, train: DataSource, config: EvaluateConfig,
+                     where: str = "[evaluate] metrics", seed: int = 0
+                     ) -> dict[str, Any]:
+    """Each metric for generated samples and, as a yardstick, for two disjoint real sets.
+
+    ``n = min(metric_samples, len(heldout), len(train))`` (half the training split when
+    the evaluation split is the training split). A metric against held-out data compares
+    n samples with n held-out examples; its reference compares those held-out examples
+    with n training examples. A metric with ``against = "train"`` compares n samples with
+    the training examples (at most ``COPY_REFERENCE_MAX``); its reference compares the n
+    held-out examples with the same training examples. Real examples are drawn at random
+    with ``seed``, so the numbers are repeatable.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    same_split = config.split == "train"
+    if same_split:  # two disjoint halves of one split
+        order = torch.randperm(len(train), generator=generator)
+        n = min(config.metric_samples, len(train) // 2)
+        held_idx, train_order = order[:n], order[n:]
+    else:
+        n = min(config.metric_samples, len(heldout), len(train))
+        held_idx = torch.randperm(len(heldout), generator=generator)[:n]
+        train_order = torch.randperm(len(train), generator=generator)
+    if n < 2:
+        raise RecipeError(f"{where}: sample metrics need at least 2 examples per set; "
+                          f"evaluate.metric_samples={config.metric_samples} and the splits "
+                          f"hold {len(heldout)} and {len(train)}")
+    real = _examples(train if same_split else heldout, held_idx)
+    train_slice = _examples(train, train_order[:n])
+    train_pool = _examples(train, train_order[:COPY_REFERENCE_MAX])
+    samples = _draw(family, n, config.batch_size, seed)
+    split = "train" if same_split else config.split
+    out: dict[str, dict[str, Any]] = {}
+    for name, metric in metrics.items():
+        against_train = getattr(metric, "against", "heldout") == "train"
+        try:
+            if against_train:
+                model, reference = metric(samples, train_pool), metric(real, train_pool)
+                what = (f"model: {n} samples vs {len(train_pool)} train examples; real: "
+                        f"{n} {split} examples vs the same train examples")
+            else:
+                model, reference = metric(samples, real), metric(real, train_slice)
+                what = (f"model: {n} samples vs {n} {split} examples; real: those {split} "
+                        f"examples vs {n} train examples")
+        except ValueError as exc:
+            raise RecipeError(f"{where}: metric {name!r} cannot compare these examples: "
+                              f"{exc}") from None
+        out[name] = {"model": float(model), "real_vs_real": float(reference),
+                     "reference": what}
+    return {"metric_samples": n, "metrics": out}
+
+
+def _draw(family: Family, n: int, batch_size: int, seed: int) -> Tensor:
+    device = next(family.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    family.eval()
+    chunks = [family.sample(min(batch_size, n - start), generator=generator).cpu()
+              for start in range(0, n, batch_size)]
+    return torch.cat(chunks).float()
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The evaluation as a small table for the terminal and the summary."""
     rows = [("family", report["family"]), ("split", report["split"]),
@@ -73,5 +147,10 @@ def format_report(report: dict[str, Any]) -> str:
         ]
     if "uniform_nll_nats" in report:
         rows.append(("uniform model (nats)", f"{report['uniform_nll_nats']:.2f}"))
+    if report.get("metrics"):
+        rows.append(("sample metrics", f"{' model':<10} real vs real  "
+                     f"({report.get('metric_samples', '?')} per set)"))
+        for name, m in report["metrics"].items():
+            rows.append((f"  {name}", f"{m['model']:< 10.4f}{m['real_vs_real']: .4f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

@@ -129,7 +129,14 @@ def register_metrics(register: Register) -> None:
 
     :param register: call ``register(name, factory)`` where ``factory(**settings)``
         returns a callable ``metric(samples, reference) -> float`` over two batches of
-        examples in the data representation. Metrics must not download weights.
+        examples in the data representation, shaped ``(N, ...)``. Metrics must not
+        download weights. A shape the metric cannot handle raises ``ValueError``.
+
+    ``dgm evaluate`` computes each metric named in ``[evaluate] metrics`` (default: the
+    modality's ``metrics``) twice: generated samples against real examples, and real
+    against real as a reference. ``reference`` is held-out data, unless the callable has
+    an attribute ``against = "train"`` (a memorisation check): then it is the training
+    examples. :class:`dgm.metrics.Metric` wraps a function with that attribute.
     """
 
 

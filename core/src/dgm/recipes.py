@@ -76,13 +76,20 @@ class SampleConfig:
 
 @dataclass
 class EvaluateConfig:
-    """``[evaluate]``: the held-out likelihood; ``likelihood`` goes to the family."""
+    """``[evaluate]``: the held-out likelihood (``likelihood`` goes to the family) and
+    the sample metrics."""
 
     split: Literal["train", "val", "test"] = "test"
     batch_size: int = 64
     max_examples: int = 0
-    """Evaluate on at most this many examples; 0 means all."""
+    """Evaluate the likelihood on at most this many examples; 0 means all."""
     likelihood: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] | None = None
+    """Registered sample metrics to report; absent: the modality's ``metrics``
+    (``dgm run`` writes the list it used into the run folder's recipe)."""
+    metric_samples: int = 500
+    """Generated samples the metrics see (and as many real examples per side of the
+    real-vs-real reference), capped by the size of the splits."""
 
 
 NAMED_SECTIONS = ("data", "family", "likelihood", "prior")
@@ -223,5 +230,5 @@ def resolved(recipe: Recipe) -> Recipe:
     tables["run"] = asdict(recipe.run)
     tables["train"] = asdict(recipe.train)
     tables["sample"] = asdict(recipe.sample)
-    tables["evaluate"] = asdict(recipe.evaluate)
+    tables["evaluate"] = {k: v for k, v in asdict(recipe.evaluate).items() if v is not None}
     return Recipe(tables, recipe.source)

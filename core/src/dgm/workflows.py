@@ -15,10 +15,10 @@ from safetensors.torch import load_model
 from dgm.assembly import build_data, build_family, build_modality
 from dgm.contract import Family, Modality
 from dgm.errors import RecipeError, RunDirError
-from dgm.evaluation import evaluate_likelihood, format_report
+from dgm.evaluation import evaluate_likelihood, evaluate_samples, format_report
 from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
-from dgm.registry import Registry
+from dgm.registry import Entry, Registry
 from dgm.runs import RunDir, write_json
 from dgm.settings import bind
 from dgm.training import Trainer, make_accelerator
@@ -81,9 +81,13 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     registry = get_registry()
     recipe = read_recipe(find_recipe(recipe_ref, registry), overrides)
     recipe.validate(registry)
-    recipe = resolved(recipe)
-    run = run_dir_for(recipe)
     train_data = build_data(recipe, registry, "train")
+    modality = build_modality(train_data.info, registry)
+    if recipe.evaluate.metrics is None:  # write the modality's default into the run
+        recipe.tables.setdefault("evaluate", {})["metrics"] = list(modality.metrics)
+    recipe = resolved(recipe)
+    metric_entries(recipe, registry)  # unknown names fail now, not after training
+    run = run_dir_for(recipe)
     set_seed(recipe.run.seed)  # initial weights follow run.seed
     family = build_family(recipe, registry, train_data.info)
     _check_likelihood_support(family, train_data, recipe)
@@ -165,15 +169,39 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
     return grid
 
 
+def metric_entries(recipe: Recipe, registry: Registry,
+                   modality: Modality | None = None) -> list[Entry]:
+    """The registered metrics ``[evaluate] metrics`` names (default: the modality's)."""
+    names = recipe.evaluate.metrics
+    if names is None:
+        names = list(modality.metrics) if modality else []
+    where = recipe.where("[evaluate] metrics")
+    entries = [registry.get("metrics", name, where=where) for name in names]
+    for entry in entries:  # named without settings, so every setting needs a default
+        bind(entry.obj, {}, f"{where}: {entry.name}")
+    if entries and recipe.evaluate.metric_samples < 2:
+        raise RecipeError(f"{recipe.where('evaluate.metric_samples')}: should be at least 2 "
+                          f"(two sets are compared), got {recipe.evaluate.metric_samples}; "
+                          "set evaluate.metrics=[] to skip the sample metrics")
+    return entries
+
+
 def evaluate_run(run: RunDir, echo=print, loaded: Loaded | None = None) -> dict[str, Any]:
-    """Held-out NLL in nats and bits per dimension: ``dgm evaluate``."""
+    """Held-out NLL in nats and bits per dimension, then the sample metrics next to their
+    real-vs-real references: ``dgm evaluate``."""
     registry = get_registry()
-    family, _, recipe = loaded or load_family(run, registry)
+    family, modality, recipe = loaded or load_family(run, registry)
     config = recipe.evaluate
     data = build_data(recipe, registry, config.split)
     device = next(family.parameters()).device
     report = evaluate_likelihood(family, data, config, device,
                                  where=recipe.where("[evaluate.likelihood]"))
+    entries = metric_entries(recipe, registry, modality)
+    if entries:
+        where = recipe.where("[evaluate] metrics")
+        metrics = {e.name: e.obj() for e in entries}
+        train = data if config.split == "train" else build_data(recipe, registry, "train")
+        report.update(evaluate_samples(family, metrics, data, train, config, where=where))
     report["recipe"] = recipe.run.name
     report["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(run.evaluation_file, report)

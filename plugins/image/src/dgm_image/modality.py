@@ -18,4 +18,5 @@ def image_modality() -> Modality:
         representation=Representation("pixels", metadata={"range": [-1.0, 1.0]}),
         networks={"encoder": "image:conv-encoder", "decoder": "image:conv-decoder"},
         likelihood="core:discretized-logistic",
+        metrics=["core:mmd", "core:patch-swd", "core:copy-rate"],
     )
