@@ -101,7 +101,7 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     real = _examples(train if same_split else heldout, held_idx)
     train_slice = _examples(train, train_order[:n])
     train_pool = _examples(train, train_order[:COPY_REFERENCE_MAX])
-    samples = _draw(family, n, config.batch_size, seed)
+    samples = draw_samples(family, n, config.batch_size, seed)
     split = "train" if same_split else config.split
     out: dict[str, dict[str, Any]] = {}
     for name, metric in metrics.items():
@@ -123,7 +123,8 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     return {"metric_samples": n, "metrics": out}
 
 
-def _draw(family: Family, n: int, batch_size: int, seed: int) -> Tensor:
+def draw_samples(family: Family, n: int, batch_size: int, seed: int) -> Tensor:
+    """``n`` samples on the CPU, drawn in batches with a seeded generator."""
     device = next(family.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     family.eval()

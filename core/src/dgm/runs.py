@@ -96,9 +96,7 @@ class RunDir:
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` (a resumed run logs those steps again)."""
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        tmp = self.metrics_file.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        tmp.replace(self.metrics_file)
+        write_text_atomic(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
     # -- data description ---------------------------------------------------------------
 
@@ -119,7 +117,12 @@ class RunDir:
         return DataInfo(**data)
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside ``path`` and rename, so a kill never leaves a half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2))

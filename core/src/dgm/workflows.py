@@ -15,11 +15,16 @@ from safetensors.torch import load_model
 from dgm.assembly import build_data, build_family, build_modality
 from dgm.contract import Family, Modality
 from dgm.errors import RecipeError, RunDirError
-from dgm.evaluation import evaluate_likelihood, evaluate_samples, format_report
+from dgm.evaluation import (
+    draw_samples,
+    evaluate_likelihood,
+    evaluate_samples,
+    format_report,
+)
 from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
 from dgm.registry import Entry, Registry
-from dgm.runs import RunDir, write_json
+from dgm.runs import RunDir, write_json, write_text_atomic
 from dgm.settings import bind
 from dgm.training import Trainer, make_accelerator
 
@@ -71,9 +76,7 @@ def prepare_run_dir(recipe: Recipe, run: RunDir) -> None:
         raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
                           "another run.dir")
     run.path.mkdir(parents=True, exist_ok=True)
-    tmp = run.recipe_file.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(run.recipe_file)
+    write_text_atomic(run.recipe_file, text)
 
 
 def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
@@ -152,12 +155,7 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
                loaded: Loaded | None = None, batch_size: int = 256) -> Path:
     """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``."""
     family, modality, _ = loaded or load_family(run)
-    device = next(family.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    chunks = []
-    for start in range(0, n, batch_size):
-        chunks.append(family.sample(min(batch_size, n - start), generator=generator).cpu())
-    samples = torch.cat(chunks)
+    samples = draw_samples(family, n, batch_size, seed)
     out = Path(out) if out else run.samples_dir
     out.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(samples):

@@ -8,6 +8,7 @@ import math
 import torch
 from einops import repeat
 from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
 
 from dgm.contract import Batch, Family, Likelihood, LogLikelihood, Prior
 from dgm.priors import StandardNormal
@@ -38,9 +39,10 @@ class VAE(Family):
 
     def _kl(self, z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
         if isinstance(self.prior, StandardNormal):
-            kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var)
-            return kl.flatten(1).sum(1)
-        return _gaussian_log_prob(z, mean, log_var) - self.prior.log_prob(z)
+            q = _posterior(mean, log_var)
+            p = Normal(torch.zeros_like(mean), torch.ones_like(mean), validate_args=False)
+            return kl_divergence(q, p).flatten(1).sum(1)
+        return _log_q(z, mean, log_var) - self.prior.log_prob(z)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-example reconstruction log-likelihood and KL, in nats."""
@@ -85,16 +87,20 @@ class VAE(Family):
             z = mean_k + torch.exp(0.5 * log_var_k) * torch.randn_like(mean_k)
             x_k = repeat(x, "b ... -> (m b) ...", m=m)
             log_w = (self.likelihood.log_prob(self.decoder(z), x_k) + self.prior.log_prob(z)
-                     - _gaussian_log_prob(z, mean_k, log_var_k))
+                     - _log_q(z, mean_k, log_var_k))
             log_weights.append(log_w.reshape(m, x.shape[0]))
         log_w = torch.cat(log_weights, 0)
         values = torch.logsumexp(log_w, 0) - math.log(k)
         return LogLikelihood(values, "bound", f"IWAE, k={k}")
 
 
-def _gaussian_log_prob(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
-    return (-0.5 * ((z - mean) ** 2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
-            ).flatten(1).sum(1)
+def _posterior(mean: Tensor, log_var: Tensor) -> Normal:
+    return Normal(mean, torch.exp(0.5 * log_var), validate_args=False)
+
+
+def _log_q(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    """log q(z|x) in nats per example."""
+    return _posterior(mean, log_var).log_prob(z).flatten(1).sum(1)
 
 
 def build_vae(ctx, latent_dim: int = 16, beta: float = 1.0, sample_mean: bool = False) -> VAE:
