@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -123,12 +123,16 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     return {"metric_samples": n, "metrics": out}
 
 
-def draw_samples(family: Family, n: int, batch_size: int, seed: int) -> Tensor:
-    """``n`` samples on the CPU, drawn in batches with a seeded generator."""
+def draw_samples(family: Family, n: int, batch_size: int, seed: int,
+                 options: Mapping[str, Any] | None = None) -> Tensor:
+    """``n`` samples on the CPU, drawn in batches with a seeded generator; ``options`` are
+    the family's own sampling keywords (a diffusion sampler and its steps)."""
     device = next(family.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     family.eval()
-    chunks = [family.sample(min(batch_size, n - start), generator=generator).cpu()
+    options = dict(options or {})
+    chunks = [family.sample(min(batch_size, n - start), generator=generator,
+                            **options).cpu()
               for start in range(0, n, batch_size)]
     return torch.cat(chunks).float()
 
@@ -155,3 +159,44 @@ def format_report(report: dict[str, Any]) -> str:
             rows.append((f"  {name}", f"{m['model']:< 10.4f}{m['real_vs_real']: .4f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
+    """One Markdown table, a row per evaluated run: family, exact or bound, NLL in nats
+    per example, bits per dimension, and each sample metric as ``model (real vs real)``.
+    """
+    names: list[str] = []
+    for report in reports:
+        names += [m for m in report.get("metrics", {}) if m not in names]
+    header = ["run", "family", "likelihood", "NLL (nats/example)", "bits/dim",
+              *[f"{m} (real vs real)" for m in names]]
+    rows = []
+    for report in reports:
+        if report["kind"] == "none":
+            kind, nll, bpd = "none (implicit)", "-", "-"
+        else:
+            kind = f"{report['kind']}: {report['method']}"
+            nll = f"{report['nll_nats']:.2f} ± {report['nll_nats_stderr']:.2f}"
+            bpd = f"{report['bits_per_dim']:.3f}"
+        cells = [report.get("recipe", "?"), report["family"], kind, nll, bpd]
+        for name in names:
+            m = report.get("metrics", {}).get(name)
+            cells.append(f"{m['model']:.4g} ({m['real_vs_real']:.4g})" if m else "-")
+        rows.append(cells)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+             for r in [header, *rows]]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    notes = []
+    for report in reports:
+        parts = []
+        if "examples" in report:
+            parts.append(f"NLL over {report['examples']} {report['split']} examples")
+        if "uniform_nll_nats" in report:
+            parts.append(f"uniform model {report['uniform_nll_nats']:.2f} nats/example")
+        if "metric_samples" in report:
+            parts.append(f"sample metrics from {report['metric_samples']} per set")
+        note = "; ".join(parts)
+        if note and note not in notes:
+            notes.append(note)
+    return "\n".join(lines + [""] * bool(notes) + notes)

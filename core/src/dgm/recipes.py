@@ -202,6 +202,17 @@ def read_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Reci
     return recipe
 
 
+def parse_value(raw: str) -> Any:
+    """A command-line value parsed as TOML (``3``, ``true``, ``[8, 16]``), else the string."""
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+    if isinstance(value, float) and raw.strip().lstrip("+-") in ("nan", "inf"):
+        return raw  # a folder called "nan" is likelier than a setting of NaN
+    return value
+
+
 def apply_override(recipe: Recipe, item: str) -> None:
     """Set a dotted key from ``key=value``; the value is parsed as TOML, else a string."""
     if "=" not in item:
@@ -210,12 +221,7 @@ def apply_override(recipe: Recipe, item: str) -> None:
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
         raise RecipeError(f"override {item!r}: bad key {key!r}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    if isinstance(value, float) and raw.strip().lstrip("+-") in ("nan", "inf"):
-        value = raw  # a folder called "nan" is likelier than a setting of NaN
+    value = parse_value(raw)
     node = recipe.tables
     for part in parts[:-1]:
         node = node.setdefault(part, {})

@@ -152,10 +152,15 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
 
 
 def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
-               loaded: Loaded | None = None, batch_size: int = 256) -> Path:
-    """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``."""
+               loaded: Loaded | None = None, batch_size: int = 256,
+               options: dict[str, Any] | None = None) -> Path:
+    """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``.
+    ``options`` go to the family's ``sample`` (e.g. ``sampler``, ``steps``)."""
     family, modality, _ = loaded or load_family(run)
-    samples = draw_samples(family, n, batch_size, seed)
+    options = options or {}
+    bind(family.sample, options, "dgm sample --option",
+         provided=("n", "generator", "condition"))
+    samples = draw_samples(family, n, batch_size, seed, options)
     out = Path(out) if out else run.samples_dir
     out.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(samples):
