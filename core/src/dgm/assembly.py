@@ -38,7 +38,9 @@ def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
 
 
 def build_modality(info: DataInfo, registry: Registry) -> Modality:
-    return registry.get("modalities", info.modality).obj()
+    """The modality of ``info``; factories with an ``info`` parameter receive it."""
+    factory = registry.get("modalities", info.modality).obj
+    return factory(info=info) if "info" in parameters(factory) else factory()
 
 
 class BuildContext:

@@ -70,6 +70,11 @@ class VAE(Family):
         return self.likelihood.sample(params, generator)
 
     @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """The likelihood's mean at latents ``z``."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood's mean at the posterior mean of z."""
         return self.likelihood.mean(self.decoder(self.encode(x)[0]))

@@ -1,0 +1,149 @@
+"""Composition through the contract: a trained autoencoder's latents as a data set and a
+modality, so any family (diffusion, flow) can learn a prior over them from a recipe
+(latent diffusion) with no new family code. Samples decode back through the
+autoencoder and are written by the autoencoder's own modality."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dgm.contract import DataInfo, DataSource, Family, Modality, Representation
+from dgm.errors import DataError
+
+MODALITY = "core:latent"
+
+
+def _load_autoencoder(run_path: str) -> tuple[Family, Modality, Any]:
+    """The trained family of ``run_path`` and its data modality; it must encode and
+    decode."""
+    from dgm.errors import RunDirError
+    from dgm.runs import RunDir
+    from dgm.workflows import load_family
+
+    try:
+        run = RunDir.open(run_path)
+        family, modality, recipe = load_family(run)
+    except RunDirError as exc:
+        raise DataError(f"data.run = {run_path!r}: no trained autoencoder there ({exc}). "
+                        "Train one first, e.g. `dgm run recipes/image/digits-vae.toml`") from None
+    missing = [m for m in ("encode", "decode") if not hasattr(family, m)]
+    if missing:
+        raise DataError(f"data.run = {run_path!r}: its family {type(family).__name__} has no "
+                        f"{' or '.join(missing)} method, so it has no latents to model")
+    return family, modality, recipe
+
+
+class Latents(DataSource):
+    """The posterior means of an autoencoder's data, one split."""
+
+    def __init__(self, latents: Tensor, labels: Tensor | None, info: DataInfo) -> None:
+        self.latents = latents
+        self.labels = labels
+        self.info = info
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = {"x": self.latents[index]}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
+
+
+@torch.no_grad()
+def latents(split: str, run: str, batch_size: int = 256) -> Latents:
+    """Registered as ``core:latents``: encode ``split`` of the data the autoencoder in run
+    folder ``run`` was trained on, with that run's recipe, into its posterior means."""
+    from dgm.assembly import build_data
+    from dgm.plugins import get_registry
+
+    family, _, recipe = _load_autoencoder(run)
+    data = build_data(recipe, get_registry(), split)
+    device = next(family.parameters()).device
+    means, labels = [], []
+    for start in range(0, len(data), batch_size):
+        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        x = torch.stack([item["x"] for item in items]).to(device)
+        means.append(family.encode(x)[0].flatten(1).cpu())
+        if "label" in items[0]:
+            labels.append(torch.stack([item["label"] for item in items]))
+    z = torch.cat(means)
+    info = DataInfo(MODALITY, tuple(z.shape[1:]), classes=tuple(data.info.classes),
+                    value_range=(float(z.min()), float(z.max())),
+                    source={"run": str(Path(run).resolve()), "data": data.info.modality})
+    return Latents(z, torch.cat(labels) if labels else None, info)
+
+
+def latent_modality(info: DataInfo) -> Modality:
+    """Registered as ``core:latent``: vectors whose stated inverse is the autoencoder's
+    decoder; files and previews are those of the autoencoder's own modality."""
+    if "run" not in info.source:
+        raise DataError("core:latent data must name the run of its autoencoder "
+                        "(DataInfo.source['run']); build it with the core:latents data set")
+    family, base, _ = _load_autoencoder(info.source["run"])
+
+    @torch.no_grad()
+    def decode(z: Tensor) -> Tensor:
+        device = next(family.parameters()).device
+        decoded = family.decode(z.reshape(-1, *info.shape).to(device)).cpu()
+        return decoded[0] if z.dim() == len(info.shape) else decoded
+
+    def preview(z: Tensor, path: Path) -> None:
+        base.preview(decode(z), path)
+
+    return Modality(
+        name=MODALITY,
+        read=lambda path: torch.load(path, weights_only=True),
+        write=base.write,
+        preview=preview,
+        file_suffix=base.file_suffix,
+        representation=Representation("autoencoder-latent", forward=lambda x: x,
+                                      inverse=decode,
+                                      metadata={"run": info.source["run"]}),
+        networks={"denoiser": "core:mlp-denoiser"},
+        likelihood="core:gaussian",
+        metrics=["core:mmd"],
+    )
+
+
+class MLPDenoiser(nn.Module):
+    """A residual MLP denoiser for vectors: ``denoiser(x_t, t, class_labels)``. Time enters
+    through diffusers' sinusoidal embedding and a learned projection."""
+
+    def __init__(self, data_shape: tuple[int, ...], hidden: int = 256, blocks: int = 3,
+                 num_classes: int | None = None, dropout: float = 0.0) -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        super().__init__()
+        if hidden < 2 or blocks < 1:
+            raise ValueError(f"hidden must be >= 2 and blocks >= 1, got {hidden}, {blocks}")
+        dims = math.prod(data_shape)
+        self.data_shape = tuple(data_shape)
+        self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(hidden, hidden)
+        self.class_embed = nn.Embedding(num_classes, hidden) if num_classes else None
+        self.inp = nn.Linear(dims, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                          nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+            for _ in range(blocks))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dims))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        emb = self.time_embed(self.time_proj(t).to(x.dtype))
+        if self.class_embed is not None and class_labels is not None:
+            emb = emb + self.class_embed(class_labels)
+        h = self.inp(x.flatten(1))
+        for block in self.blocks:
+            h = h + block(h + emb)
+        return self.out(h).reshape(x.shape)
