@@ -29,14 +29,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
-import datetime
 import gc
 import inspect
 import io
 import json
 import math
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -52,6 +50,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "image" / "digits-vae.toml"
@@ -364,17 +365,6 @@ def breakdown(setup: Setup, workdir: Path) -> dict[str, float]:
         print(f"{us:8.1f} us/step  {name}")
     print(f"{sum(out.values()):8.1f} us/step  total extra work in a dgm step")
     return out
-
-
-def machine() -> dict[str, Any]:
-    """Where the benchmark ran."""
-    import accelerate
-
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "accelerate": accelerate.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def write_results(report: dict[str, Any]) -> None:
