@@ -24,31 +24,48 @@ class OracleDenoiser(nn.Module):
     """The exact minimiser of the training loss when class c's data is the single image
     POINTS[c]: eps (or v) computed from x_t and the known x_0."""
 
-    def __init__(self, alphas_cumprod: Tensor, prediction: str) -> None:
+    def __init__(self, alphas_cumprod: Tensor, prediction: str, error: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("alphas_cumprod", alphas_cumprod.double())
         self.prediction = prediction
+        self.error = error
         self.unused = nn.Linear(1, 1)  # so the family has a parameter and a device
 
     def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
         a = self.alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
         x0 = POINTS[labels if labels is not None else torch.zeros_like(t.long())].to(x_t)
+        x0 = x0 + self.error
         eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
         if self.prediction == "epsilon":
             return eps
         return a.sqrt() * eps - (1 - a).sqrt() * x0
 
 
-def oracle_family(prediction: str = "epsilon", conditional: bool = False) -> Diffusion:
+def oracle_family(prediction: str = "epsilon", conditional: bool = False,
+                  error: float = 0.0, snap_to_grid: bool = True) -> Diffusion:
     family = Diffusion(nn.Identity(), INFO, timesteps=200, prediction=prediction,
-                       conditional=conditional)
-    family.denoiser = OracleDenoiser(family.scheduler.alphas_cumprod, prediction)
+                       conditional=conditional, snap_to_grid=snap_to_grid)
+    family.denoiser = OracleDenoiser(family.scheduler.alphas_cumprod, prediction, error)
     return family
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_small_noise_estimates_snap_onto_the_data_grid(prediction):
+    x_t = POINTS[:1].expand(2, -1, -1, -1).double()
+    t_small, t_large = torch.tensor([1, 1]), torch.tensor([150, 150])
+    near = oracle_family(prediction, error=0.03)  # under half a bin (0.0625) off
+    torch.testing.assert_close(near.estimate_x0(x_t, t_small), x_t, atol=1e-5, rtol=0)
+    torch.testing.assert_close(near.estimate_x0(x_t, t_large), x_t + 0.03)
+    plain = oracle_family(prediction, error=0.03, snap_to_grid=False)
+    torch.testing.assert_close(plain.estimate_x0(x_t, t_small), x_t + 0.03)
+    # the bound pays for the error only where the estimate is not snapped
+    snapped_nll = -near.log_likelihood(x_t).values
+    assert torch.all(snapped_nll < -plain.log_likelihood(x_t).values - 1.0)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_a_perfect_denoiser_pays_only_the_prior_term_of_the_bound(prediction):
-    family = oracle_family(prediction)
+    family = oracle_family(prediction, snap_to_grid=False)
     x = POINTS[:1].expand(3, -1, -1, -1)
     result = family.log_likelihood(x)
     a_T = family.scheduler.alphas_cumprod[-1].double()
@@ -57,6 +74,9 @@ def test_a_perfect_denoiser_pays_only_the_prior_term_of_the_bound(prediction):
     # every KL term is zero and each pixel's bin holds ~all the decoder's mass
     assert result.kind == "bound" and "all 200 timesteps" in result.method
     torch.testing.assert_close(-result.values, prior_kl.expand(3), atol=1e-6, rtol=1e-6)
+    # snapping a perfect estimate costs little: the grid prior pulls edge values inwards
+    snapped = -oracle_family(prediction).log_likelihood(x).values
+    assert torch.all((snapped >= -result.values) & (snapped < -result.values + 0.1))
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 Sampler = Literal["ddpm", "ddim", "dpm-solver++"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver++")
 Prediction = Literal["epsilon", "v_prediction"]
+SNAP_BELOW = 0.5
+"""Snap estimates of x_0 where the noise std is below this many grid steps."""
 
 
 def make_sampler(name: str, training: DDPMScheduler, clip: bool) -> SchedulerMixin:
@@ -52,7 +54,7 @@ class Diffusion(Family):
     def __init__(self, denoiser: nn.Module, info: DataInfo, timesteps: int = 1000,
                  beta_schedule: str = "linear", prediction: Prediction = "epsilon",
                  sampler: Sampler = "dpm-solver++", sampling_steps: int = 20,
-                 conditional: bool = False) -> None:
+                 conditional: bool = False, snap_to_grid: bool = True) -> None:
         from diffusers import DDPMScheduler  # imported here: it takes seconds
 
         super().__init__()
@@ -74,6 +76,7 @@ class Diffusion(Family):
         self.sampling_steps = sampling_steps
         self.conditional = conditional
         self.discrete = info.levels is not None
+        self.snap_to_grid = snap_to_grid and self.discrete
         alphas_cumprod = self.scheduler.alphas_cumprod.double()
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
@@ -124,7 +127,9 @@ class Diffusion(Family):
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(x, t)
-            out = self.predict(model_in, t.expand(n).to(device), labels)
+            steps_t = t.expand(n).to(device)
+            out = self._as_prediction(model_in, steps_t, self.estimate_x0(model_in, steps_t,
+                                                                          labels))
             x = scheduler.step(out, t, x, generator=generator).prev_sample
         return self._to_data(x)
 
@@ -135,17 +140,38 @@ class Diffusion(Family):
         step = (high - low) / (self.info.levels - 1)
         return (torch.round((x.clamp(low, high) - low) / step) * step + low)
 
-    # ------------------------------------------------------------------ likelihood
-    def _eps(self, x_t: Tensor, t: Tensor, out: Tensor) -> Tensor:
+    # ------------------------------------------------------------------ the model's x_0
+    def estimate_x0(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The reverse process's estimate of x_0 from x_t: the denoiser's, pulled onto the
+        data grid where the noise is below half a bin (``snap_to_grid``)."""
+        a = _expand(self.alphas_cumprod[t], x_t)
+        out = self.predict(x_t.float(), t, labels).to(x_t.dtype)
         if self.prediction == "epsilon":
-            return out
-        a = _expand(self.alphas_cumprod[t], x_t)
-        return a.sqrt() * out + (1 - a).sqrt() * x_t
+            x0 = (x_t - (1 - a).sqrt() * out) / a.sqrt()
+        else:
+            x0 = a.sqrt() * x_t - (1 - a).sqrt() * out
+        return self._snap(x0, a) if self.snap_to_grid else x0
 
-    def _x0_hat(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+    def _snap(self, x0: Tensor, a: Tensor) -> Tensor:
+        """Per-element posterior mean over the grid, treating x0 as an observation with
+        the noise of x_t / sqrt(a) around x_0 and a uniform prior on the grid: exact in
+        the limit of small noise, where a network cannot resolve the residual."""
+        low, high = self.info.value_range
+        grid = torch.linspace(low, high, self.info.levels, dtype=x0.dtype, device=x0.device)
+        noise = ((1 - a) / a).sqrt()
+        logits = -(x0.unsqueeze(-1) - grid) ** 2 / (2 * noise.unsqueeze(-1) ** 2)
+        snapped = (torch.softmax(logits, -1) * grid).sum(-1)
+        return torch.where(noise < (high - low) / (self.info.levels - 1) * SNAP_BELOW, snapped,
+                           x0)
+
+    def _as_prediction(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
+        """The denoiser output (eps or v) that corresponds to estimate ``x0``."""
         a = _expand(self.alphas_cumprod[t], x_t)
-        eps = self._eps(x_t, t, self.predict(x_t.float(), t, labels).double())
-        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+        if self.prediction == "epsilon":
+            return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return (a.sqrt() * x_t - x0) / (1 - a).sqrt()
+
+    # ------------------------------------------------------------------ likelihood
 
     def _posterior_mean(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """Mean of q(x_{t-1} | x_t, x_0) for t >= 1 (0-based timesteps)."""
@@ -164,7 +190,7 @@ class Diffusion(Family):
         a = _expand(self.alphas_cumprod[t], x0)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
         true_mean = self._posterior_mean(x0, x_t, t)
-        model_mean = self._posterior_mean(self._x0_hat(x_t, t, labels), x_t, t)
+        model_mean = self._posterior_mean(self.estimate_x0(x_t, t, labels), x_t, t)
         var = _expand(self._posterior_var(t), x0)
         return ((true_mean - model_mean) ** 2 / (2 * var)).flatten(1).sum(1)
 
@@ -174,7 +200,7 @@ class Diffusion(Family):
         t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
         a = self.alphas_cumprod[0]
         x_1 = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-        mean = self._x0_hat(x_1, t, labels)
+        mean = self.estimate_x0(x_1, t, labels)
         scale = (1 - a).sqrt()
         if self.discrete:
             low, high = self.info.value_range
@@ -240,17 +266,20 @@ def _expand(values: Tensor, like: Tensor) -> Tensor:
 
 def build_diffusion(ctx, timesteps: int = 1000, beta_schedule: str = "linear",
                     prediction: Prediction = "epsilon", sampler: Sampler = "dpm-solver++",
-                    sampling_steps: int = 20, conditional: bool = False) -> Diffusion:
+                    sampling_steps: int = 20, conditional: bool = False,
+                    snap_to_grid: bool = True) -> Diffusion:
     """Registered as ``core:diffusion``: the ``denoiser`` network from the recipe or the
     modality. ``timesteps`` and ``beta_schedule`` (``linear``, ``scaled_linear``,
     ``squaredcos_cap_v2``) define the DDPM forward process; ``prediction`` is
     ``epsilon`` or ``v_prediction``; ``sampler`` and ``sampling_steps`` are the
     defaults for ``dgm sample`` (``ddpm``, ``ddim`` or ``dpm-solver++``);
-    ``conditional`` feeds the data's class labels to the denoiser."""
+    ``conditional`` feeds the data's class labels to the denoiser; ``snap_to_grid``
+    (discrete data only) pulls the model's estimate of x_0 onto the data's grid where the
+    noise is below half a bin, in sampling and in the bound alike."""
     if timesteps < 2:
         raise ValueError(f"timesteps must be at least 2, got {timesteps}")
     num_classes = len(ctx.info.classes) if conditional else None
     denoiser = ctx.network("denoiser", data_shape=ctx.info.shape, num_classes=num_classes)
     return Diffusion(denoiser, ctx.info, timesteps=timesteps, beta_schedule=beta_schedule,
                      prediction=prediction, sampler=sampler, sampling_steps=sampling_steps,
-                     conditional=conditional)
+                     conditional=conditional, snap_to_grid=snap_to_grid)
