@@ -20,6 +20,7 @@ from dgm.evaluation import (
     evaluate_likelihood,
     evaluate_samples,
     format_report,
+    format_table,
 )
 from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
@@ -208,7 +209,7 @@ def evaluate_run(run: RunDir, echo=print, loaded: Loaded | None = None) -> dict[
     report["recipe"] = recipe.run.name
     report["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(run.evaluation_file, report)
-    echo(format_report(report))
+    echo(format_table([report]))
     return report
 
 
