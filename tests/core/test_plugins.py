@@ -84,7 +84,7 @@ def test_a_hook_that_raises_is_reported_against_its_plugin(tmp_path):
         """)
     found = plugins_json(tmp_path)
     assert "register_families raised ValueError: bad family table" in found["faulty"]["error"]
-    assert found["core"]["registered"]["families"] == ["core:vae"]
+    assert {"core:vae", "core:diffusion"} <= set(found["core"]["registered"]["families"])
 
 
 def test_dgm_plugins_selects_which_plugins_load(tmp_path):
