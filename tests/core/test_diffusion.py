@@ -141,7 +141,7 @@ def test_samples_are_on_the_data_grid_and_repeat_with_the_seed(host):
 
 
 def test_unet_padding_mode_reaches_every_convolution(host):
-    entry = host.registry.get("networks", "image:unet")
+    entry = host.registry.get("networks", "core:unet2d")
     net = entry.obj((3, 8, 8), channels=[8, 16], norm_groups=4, layers_per_block=1,
                     padding_mode="circular")
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]

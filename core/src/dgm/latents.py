@@ -5,12 +5,11 @@ autoencoder and are written by the autoencoder's own modality."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from dgm.contract import DataInfo, DataSource, Family, Modality, Representation
 from dgm.errors import DataError
@@ -110,40 +109,3 @@ def latent_modality(info: DataInfo) -> Modality:
         likelihood="core:gaussian",
         metrics=["core:mmd"],
     )
-
-
-class MLPDenoiser(nn.Module):
-    """A residual MLP denoiser for vectors: ``denoiser(x_t, t, class_labels)``. Time enters
-    through diffusers' sinusoidal embedding and a learned projection."""
-
-    def __init__(self, data_shape: tuple[int, ...], hidden: int = 256, blocks: int = 3,
-                 num_classes: int | None = None, dropout: float = 0.0) -> None:
-        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-
-        super().__init__()
-        if hidden < 2 or blocks < 1:
-            raise ValueError(f"hidden must be >= 2 and blocks >= 1, got {hidden}, {blocks}")
-        dims = math.prod(data_shape)
-        self.data_shape = tuple(data_shape)
-        self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embed = TimestepEmbedding(hidden, hidden)
-        self.class_embed = nn.Embedding(num_classes, hidden) if num_classes else None
-        self.inp = nn.Linear(dims, hidden)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                          nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
-            for _ in range(blocks))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dims))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
-
-    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        emb = self.time_embed(self.time_proj(t).to(x.dtype))
-        if self.class_embed is not None and class_labels is not None:
-            emb = emb + self.class_embed(class_labels)
-        h = self.inp(x.flatten(1))
-        for block in self.blocks:
-            h = h + block(h + emb)
-        return self.out(h).reshape(x.shape)

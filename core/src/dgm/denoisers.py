@@ -1,7 +1,10 @@
-"""Denoiser networks for images: diffusers' UNet2DModel, sized by the recipe."""
+"""Denoiser networks for diffusion, called as ``denoiser(x_t, t, class_labels)``:
+diffusers' UNet2DModel for any (C, H, W) array (images, log-mel spectrograms) and a
+residual MLP for vectors (latents). Modalities name them as their defaults."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -10,7 +13,7 @@ from torch import Tensor, nn
 PaddingMode = Literal["zeros", "circular"]
 
 
-class UNetDenoiser(nn.Module):
+class UNet2DDenoiser(nn.Module):
     """``UNet2DModel`` called as ``denoiser(x_t, t, class_labels)``.
 
     ``channels`` gives the width of each resolution level (each level after the first
@@ -67,3 +70,40 @@ class UNetDenoiser(nn.Module):
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         return self.unet(x, t.to(torch.long), class_labels=class_labels).sample
+
+
+class MLPDenoiser(nn.Module):
+    """A residual MLP denoiser for vectors: ``denoiser(x_t, t, class_labels)``. Time enters
+    through diffusers' sinusoidal embedding and a learned projection."""
+
+    def __init__(self, data_shape: tuple[int, ...], hidden: int = 256, blocks: int = 3,
+                 num_classes: int | None = None, dropout: float = 0.0) -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        super().__init__()
+        if hidden < 2 or blocks < 1:
+            raise ValueError(f"hidden must be >= 2 and blocks >= 1, got {hidden}, {blocks}")
+        dims = math.prod(data_shape)
+        self.data_shape = tuple(data_shape)
+        self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(hidden, hidden)
+        self.class_embed = nn.Embedding(num_classes, hidden) if num_classes else None
+        self.inp = nn.Linear(dims, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                          nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+            for _ in range(blocks))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dims))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        emb = self.time_embed(self.time_proj(t).to(x.dtype))
+        if self.class_embed is not None and class_labels is not None:
+            emb = emb + self.class_embed(class_labels)
+        h = self.inp(x.flatten(1))
+        for block in self.blocks:
+            h = h + block(h + emb)
+        return self.out(h).reshape(x.shape)
