@@ -88,6 +88,9 @@ class DataInfo:
     value_range: tuple[float, float] = (-1.0, 1.0)
     classes: Sequence[str] = ()
     """Names of the conditioning labels, where the data has them."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where derived data came from, for modalities that need it (latents name the run
+    of the autoencoder that made them). JSON-serialisable."""
 
     @property
     def dims(self) -> int:
@@ -146,11 +149,19 @@ class Family(ABC, nn.Module):
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None) -> Tensor:
-        """``n`` new examples in the data representation."""
+        """``n`` new examples in the data representation. A family may accept further
+        keyword options with defaults (a diffusion sampler and its number of steps);
+        ``dgm sample RUN --option key=value`` passes them, checked by name and type."""
 
     def log_likelihood(self, x: Tensor, **settings: Any) -> LogLikelihood:
         """log p(x) per example, exact or a bound; families without one raise."""
         raise NotImplementedError(f"{type(self).__name__} defines no likelihood")
+
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Parameter groups for the trainer's AdamW, given ``train.lr``: by default one
+        group holding every parameter. A family overrides this where its networks need
+        their own learning rates or Adam betas (a GAN's generator and critic)."""
+        return [{"params": list(self.parameters())}]
 
 
 # -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The core's likelihoods: Gaussian, Bernoulli and discretized logistic (k-level data)."""
+"""The core's likelihoods: Gaussian, Bernoulli, and for k-level data the discretized
+logistic, its mixture and the categorical."""
 
 from __future__ import annotations
 
@@ -140,3 +141,111 @@ class DiscretizedLogistic(Likelihood):
                 f"data does not lie on the {self.levels}-level grid in [-1, 1]; "
                 "set likelihood.levels to the data's number of levels"
             )
+
+
+class Categorical(Likelihood):
+    """A categorical over ``levels`` evenly spaced values in [-1, 1] per element, with no
+    smoothness assumption (k-level pixels, mu-law audio). Params are logits, ``levels``
+    per data channel, stacked as ``(levels C)`` on dimension 1."""
+
+    discrete = True
+
+    def __init__(self, levels: int = 256) -> None:
+        if levels < 2:
+            raise ValueError(f"levels must be at least 2, got {levels}")
+        self.levels = levels
+        self.param_channels = levels
+
+    def logits(self, params: Tensor) -> Tensor:
+        """The logits with the levels last: ``(B, C, ..., levels)``."""
+        return rearrange(params, "b (p c) ... -> b c ... p", p=self.levels)
+
+    def to_index(self, x: Tensor) -> Tensor:
+        """The index of the nearest level for each value of ``x``."""
+        return torch.round((x.clamp(-1, 1) + 1) * (self.levels - 1) / 2).long()
+
+    def grid(self, device: torch.device | None = None,
+             dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.linspace(-1.0, 1.0, self.levels, device=device, dtype=dtype)
+
+    def to_value(self, index: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The level at each index, exactly as :meth:`grid` spells it."""
+        return self.grid(index.device, dtype)[index]
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        log_p = F.log_softmax(self.logits(params), dim=-1)
+        index = self.to_index(x).unsqueeze(-1)
+        return _sum_per_example(log_p.gather(-1, index).squeeze(-1))
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Inverse-CDF sampling: one uniform per element, whatever the number of levels."""
+        cdf = torch.softmax(self.logits(params).float(), dim=-1).cumsum(-1)
+        u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device)
+        index = torch.searchsorted(cdf, u.unsqueeze(-1), right=True).squeeze(-1)
+        return self.to_value(index.clamp(max=self.levels - 1), params.dtype)
+
+    def mean(self, params: Tensor) -> Tensor:
+        probs = torch.softmax(self.logits(params), dim=-1)
+        return probs @ self.grid(params.device, probs.dtype)
+
+    def check_data(self, x: Tensor) -> None:
+        if x.min() < -1 or x.max() > 1:
+            raise ValueError("the categorical likelihood needs data in [-1, 1]")
+        if not torch.allclose(self.to_value(self.to_index(x), x.dtype), x, atol=1e-4):
+            raise ValueError(
+                f"data does not lie on the {self.levels}-level grid in [-1, 1]; "
+                "set likelihood.levels to the data's number of levels"
+            )
+
+
+class DiscretizedLogisticMixture(Likelihood):
+    """A mixture of ``components`` discretized logistics per element (Salimans et al.
+    2017, PixelCNN++, with independent channels) on ``levels`` evenly spaced values in
+    [-1, 1]; the outermost bins take the tails. Params are (mixture logits, means,
+    log-scales), ``components`` each, stacked as ``(3K C)`` on dimension 1."""
+
+    discrete = True
+
+    def __init__(self, levels: int = 256, components: int = 5,
+                 min_log_scale: float = -7.0) -> None:
+        if components < 1:
+            raise ValueError(f"components must be at least 1, got {components}")
+        self.component = DiscretizedLogistic(levels, min_log_scale)
+        self.levels = levels
+        self.components = components
+        self.param_channels = 3 * components
+
+    def _parts(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log mixture weights, means and log-scales, each ``(B, C, ..., K)``."""
+        parts = rearrange(params, "b (p c) ... -> b c ... p", p=self.param_channels)
+        logits, mean, log_scale = parts.split(self.components, dim=-1)
+        return (F.log_softmax(logits, dim=-1), mean,
+                log_scale.clamp(min=self.component.min_log_scale))
+
+    def _log_mass(self, params: Tensor, x: Tensor) -> Tensor:
+        """log P(x) per element; ``x`` broadcasts against ``(B, C, ..., 1)``."""
+        log_weight, mean, log_scale = self._parts(params)
+        component_mass = self.component._log_mass(mean, log_scale, x)
+        return torch.logsumexp(log_weight + component_mass, dim=-1)
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        return _sum_per_example(self._log_mass(params, x.unsqueeze(-1)))
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        log_weight, mean, log_scale = self._parts(params)
+        cdf = log_weight.float().exp().cumsum(-1)
+        u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device)
+        k = torch.searchsorted(cdf, u.unsqueeze(-1), right=True).clamp(max=self.components - 1)
+        mean, log_scale = mean.gather(-1, k).squeeze(-1), log_scale.gather(-1, k).squeeze(-1)
+        v = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        v = v.clamp(1e-5, 1 - 1e-5)
+        noise = torch.log(v) - torch.log1p(-v)
+        return self.component.to_grid(mean + torch.exp(log_scale) * noise)
+
+    def mean(self, params: Tensor) -> Tensor:
+        grid = self.component.grid(params.device).to(params.dtype)
+        mass = self._log_mass(params.unsqueeze(-1), grid.view(-1, 1)).exp()
+        return (mass * grid).sum(-1)
+
+    def check_data(self, x: Tensor) -> None:
+        self.component.check_data(x)

@@ -86,7 +86,7 @@ class Trainer:
         loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
                             drop_last=True, num_workers=data_config.num_workers,
                             generator=torch.Generator().manual_seed(seed))
-        optimizer = torch.optim.AdamW(family.parameters(), lr=config.lr,
+        optimizer = torch.optim.AdamW(family.optimizer_groups(config.lr), lr=config.lr,
                                       weight_decay=config.weight_decay)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             family, optimizer, loader)

@@ -16,7 +16,10 @@ def image_modality() -> Modality:
         preview=write_grid,
         file_suffix=".png",
         representation=Representation("pixels", metadata={"range": [-1.0, 1.0]}),
-        networks={"encoder": "image:conv-encoder", "decoder": "image:conv-decoder"},
+        networks={"encoder": "image:conv-encoder", "decoder": "image:conv-decoder",
+                  "denoiser": "core:unet2d", "coupling": "image:coupling-net",
+                  "generator": "image:dcgan-generator", "critic": "image:dcgan-critic",
+                  "autoregressive": "image:pixelcnn"},
         likelihood="core:discretized-logistic",
         metrics=["core:mmd", "core:patch-swd", "core:copy-rate"],
     )

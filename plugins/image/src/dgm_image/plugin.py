@@ -7,7 +7,10 @@ from pathlib import Path
 from dgm import hookimpl
 from dgm.hookspecs import Register
 from dgm_image import datasets, networks
+from dgm_image.flow_networks import CouplingNet
+from dgm_image.gan_networks import DCGANCritic, DCGANGenerator
 from dgm_image.modality import image_modality
+from dgm_image.pixelcnn import PixelCNN
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -29,6 +32,10 @@ def register_networks(register: Register) -> None:
     register("mlp-decoder", networks.MLPDecoder, "MLP decoder to likelihood parameters")
     register("conv-encoder", networks.ConvEncoder, "Strided-conv encoder")
     register("conv-decoder", networks.ConvDecoder, "Transposed-conv decoder")
+    register("pixelcnn", PixelCNN, "Gated PixelCNN with channel masks (autoregressive)")
+    register("dcgan-generator", DCGANGenerator, "DCGAN generator: z to an image in [-1, 1]")
+    register("dcgan-critic", DCGANCritic, "DCGAN critic: strided convs to one score")
+    register("coupling-net", CouplingNet, "Conv shift/log-scale net for flow couplings")
 
 
 @hookimpl
