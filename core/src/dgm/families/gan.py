@@ -1,0 +1,180 @@
+"""Generative adversarial network (Goodfellow et al. 2014), trained by simultaneous
+updates inside the shared one-optimizer training loop.
+
+One scalar carries both players: the critic's loss, computed on fake samples detached
+from the generator, plus the generator's loss, computed through the critic with its
+parameters detached (``torch.func.functional_call``). Each term's gradient therefore
+reaches only its own network, and one optimizer step updates both. The model is
+implicit: it defines no likelihood, so evaluation reports sample metrics only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
+
+from dgm.contract import Batch, Family, Prior
+
+GANLoss = Literal["non-saturating", "hinge"]
+LOSSES: tuple[str, ...] = ("non-saturating", "hinge")
+NORMALISED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                     nn.ConvTranspose2d, nn.ConvTranspose3d)
+"""Layers whose weights spectral normalisation constrains."""
+
+
+def critic_loss(real_scores: Tensor, fake_scores: Tensor, loss: GANLoss) -> Tensor:
+    """The critic's loss per example: it wants high scores on data, low on samples."""
+    if loss == "hinge":
+        return F.relu(1 - real_scores) + F.relu(1 + fake_scores)
+    return F.softplus(-real_scores) + F.softplus(fake_scores)
+
+
+def generator_loss(fake_scores: Tensor, loss: GANLoss) -> Tensor:
+    """The generator's loss per example: it wants high critic scores on its samples."""
+    if loss == "hinge":
+        return -fake_scores
+    return F.softplus(-fake_scores)
+
+
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> tuple[Tensor, Tensor]:
+    """Critic scores of ``real`` and the squared norm of their gradient with respect to
+    ``real``, per example (Mescheder et al. 2018); differentiable in the critic."""
+    real = real.detach().requires_grad_(True)
+    scores = critic(real)
+    (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
+    return scores, grad.flatten(1).square().sum(1)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Parametrise every linear and convolutional layer of ``module`` with spectral
+    normalisation (Miyato et al. 2018), in place; returns ``module``."""
+    for layer in list(module.modules()):
+        if isinstance(layer, NORMALISED_LAYERS):
+            add_spectral_norm(layer)
+    return module
+
+
+class GAN(Family):
+    """x = G(z) with z ~ p(z); a critic D scores examples, one real number each.
+
+    ``loss`` picks the objective: ``"non-saturating"`` (the logistic loss, with the
+    generator maximising log D(G(z))) or ``"hinge"``. ``r1_gamma`` weights the R1
+    penalty gamma/2 * E||grad_x D(x)||^2 on real data (0 disables it). The critic learns
+    at ``critic_lr_ratio`` times the generator's learning rate; both use Adam ``betas``.
+    With ``levels`` (discrete data on that many evenly spaced values in [-1, 1]) samples
+    are rounded to the data's grid; training sees the generator's continuous output.
+    """
+
+    likelihood_kind = "none"
+
+    def __init__(self, generator: nn.Module, critic: nn.Module, prior: Prior,
+                 loss: GANLoss = "non-saturating", r1_gamma: float = 0.0,
+                 critic_lr_ratio: float = 1.0,
+                 betas: tuple[float, float] = (0.5, 0.999), levels: int | None = None
+                 ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if r1_gamma < 0:
+            raise ValueError(f"r1_gamma must be 0 (off) or positive, got {r1_gamma}")
+        if critic_lr_ratio <= 0:
+            raise ValueError(f"critic_lr_ratio must be positive, got {critic_lr_ratio}")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(betas)}")
+        if levels is not None and levels < 2:
+            raise ValueError(f"levels must be at least 2 (or None), got {levels}")
+        self.generator = generator
+        self.critic = critic
+        self.prior = prior
+        self.loss_name = loss
+        self.r1_gamma = r1_gamma
+        self.critic_lr_ratio = critic_lr_ratio
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.levels = levels
+
+    def score(self, x: Tensor) -> Tensor:
+        """Critic scores, one per example: ``(B,)``."""
+        return self.critic(x).reshape(x.shape[0])
+
+    def score_with_frozen_critic(self, x: Tensor) -> Tensor:
+        """Critic scores through detached critic parameters: gradients reach ``x`` (and
+        so the generator) but never the critic."""
+        frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+        return functional_call(self.critic, frozen, (x,)).reshape(x.shape[0])
+
+    def critic_term(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The critic's loss (with the R1 penalty) on ``real`` and detached ``fake``."""
+        fake = fake.detach()
+        if self.r1_gamma > 0:
+            real_scores, grad_sq = r1_penalty(self.score, real)
+            r1 = grad_sq.mean()
+        else:
+            real_scores, r1 = self.score(real), real.new_zeros(())
+        fake_scores = self.score(fake)
+        d_loss = critic_loss(real_scores, fake_scores, self.loss_name).mean()
+        logs = {"d_loss": d_loss, "d_real": real_scores.mean(), "d_fake": fake_scores.mean(),
+                "r1": r1}
+        return d_loss + 0.5 * self.r1_gamma * r1, {k: v.detach() for k, v in logs.items()}
+
+    def generator_term(self, fake: Tensor) -> Tensor:
+        """The generator's loss on ``fake``; its gradient reaches only the generator."""
+        return generator_loss(self.score_with_frozen_critic(fake), self.loss_name).mean()
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        real = batch["x"]
+        fake = self.generator(self.prior.sample(real.shape[0]).to(real.dtype))
+        d_total, logs = self.critic_term(real, fake)
+        g_loss = self.generator_term(fake)
+        logs["g_loss"] = g_loss.detach()
+        return d_total + g_loss, logs
+
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The critic at ``lr * critic_lr_ratio``, everything else (generator, any learned
+        prior) at ``lr``; both with this GAN's Adam betas."""
+        critic = list(self.critic.parameters())
+        in_critic = {id(p) for p in critic}
+        rest = [p for p in self.parameters() if id(p) not in in_critic]
+        return [{"params": rest, "lr": lr, "betas": self.betas},
+                {"params": critic, "lr": lr * self.critic_lr_ratio, "betas": self.betas}]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               condition: Tensor | None = None) -> Tensor:
+        x = self.generator(self.prior.sample(n, generator)).clamp(-1, 1)
+        if self.levels:
+            half_steps = (self.levels - 1) / 2
+            x = torch.round((x + 1) * half_steps) / half_steps - 1
+        return x
+
+
+def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
+              r1_gamma: float = 0.0, spectral_norm: bool = False,
+              critic_lr_ratio: float = 1.0, betas: list[float] | None = None,
+              snap_to_levels: bool = True) -> GAN:
+    """Registered as ``core:gan``: networks ``generator`` (z to a data-shaped tensor in
+    [-1, 1]) and ``critic`` (an example to one score) from the recipe or the modality.
+
+    ``latent_dim`` is the size of z ~ N(0, I); ``loss`` is ``"non-saturating"`` or
+    ``"hinge"``; ``r1_gamma`` weights the R1 gradient penalty on real data (0: off);
+    ``spectral_norm`` constrains every linear and conv layer of the critic;
+    ``critic_lr_ratio`` is the critic's learning rate over the generator's
+    (``train.lr``); ``betas`` are Adam's for both networks (default [0.5, 0.999]);
+    ``snap_to_levels`` rounds samples of discrete data to the data's grid of levels.
+    """
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+    generator = ctx.network("generator", data_shape=ctx.info.shape, latent_dim=latent_dim)
+    critic = ctx.network("critic", data_shape=ctx.info.shape)
+    if spectral_norm:
+        apply_spectral_norm(critic)
+    prior = ctx.prior((latent_dim,))
+    return GAN(generator, critic, prior, loss=loss, r1_gamma=r1_gamma,
+               critic_lr_ratio=critic_lr_ratio,
+               betas=tuple(betas) if betas is not None else (0.5, 0.999),
+               levels=ctx.info.levels if snap_to_levels else None)
