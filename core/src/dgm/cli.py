@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
             raise RecipeError(f"--option {item!r}: expected key=value, e.g. steps=50")
         options[key.strip()] = parse_value(raw)
     run = RunDir.open(args.run_dir)
-    sample_run(run, n=args.n, seed=args.seed, out=args.out, options=options)
+    sample_run(run, n=args.n, seed=args.seed, out=args.out, options=options,
+               condition=args.condition)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -95,7 +97,9 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
             "loaded with errors" if info.loaded else "FAILED")
         print(f"{info.name}  ({info.distribution} {info.version})  {status}")
         for kind, names in info.registered.items():
-            print(f"    {kind}: {', '.join(names)}")
+            print(textwrap.fill(", ".join(names), width=88, initial_indent=f"    {kind}: ",
+                                subsequent_indent=" " * (6 + len(kind)),
+                                break_on_hyphens=False))
         if info.error:
             print(f"    error: {info.error}")
     if not infos:
@@ -132,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a sampling option of the run's family, e.g. -o sampler=ddim "
                    "-o steps=50 for diffusion (repeatable)")
+    p.add_argument("--condition", default=None, metavar="CLASS",
+                   help="draw every sample for this class of the run's data, e.g. "
+                   "--condition seven (conditional models only)")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("evaluate", help="held-out NLL and sample metrics of trained runs",
