@@ -32,7 +32,7 @@ def test_one_table_for_several_runs_and_from_saved_results(in_tmp, capsys):
     assert "Diffusion" in rows[1] and "all 10 timesteps" in rows[1]
     report = json.loads((in_tmp / "diff" / "evaluation.json").read_text())
     assert f"{report['nll_nats']:.2f}" in rows[1] and f"{report['bits_per_dim']:.3f}" in rows[1]
-    assert "uniform model 181.33 nats/example" in "\n".join(lines)
+    assert "uniform model over the data's levels 181.33 nats/example" in "\n".join(lines)
 
     (in_tmp / "diff" / "evaluation.json").unlink()
     with pytest.raises(RunDirError, match="has no evaluation.json"):

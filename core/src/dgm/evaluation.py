@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from dgm.contract import DataSource, Family
 from dgm.errors import RecipeError
 from dgm.recipes import EvaluateConfig
-from dgm.settings import bind
+from dgm.settings import bind, parameters
 
 COPY_REFERENCE_MAX = 5000
 """At most this many training examples form the reference of a memorisation metric."""
@@ -40,7 +40,9 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
     if family.likelihood_kind == "none":
         report["note"] = "implicit model: it defines no likelihood; see the sample metrics"
         return report
-    settings = bind(family.log_likelihood, config.likelihood, where, provided=("x",))
+    settings = bind(family.log_likelihood, config.likelihood, where,
+                    provided=("x", "label"))
+    takes_label = "label" in parameters(family.log_likelihood)  # conditional families
     if config.max_examples:
         data = Subset(data, range(min(config.max_examples, len(data))))
     loader = DataLoader(data, batch_size=config.batch_size, shuffle=False)
@@ -49,7 +51,9 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
     values, method = [], ""
     start = time.perf_counter()
     for batch in loader:
-        result = family.log_likelihood(batch["x"].to(device), **settings)
+        labels = ({"label": batch["label"].to(device)}
+                  if takes_label and "label" in batch else {})
+        result = family.log_likelihood(batch["x"].to(device), **labels, **settings)
         values.append(result.values.double().cpu())
         method = result.method
     log_p = torch.cat(values)
@@ -124,15 +128,23 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
 
 
 def draw_samples(family: Family, n: int, batch_size: int, seed: int,
-                 options: Mapping[str, Any] | None = None) -> Tensor:
+                 options: Mapping[str, Any] | None = None,
+                 condition: int | None = None) -> Tensor:
     """``n`` samples on the CPU, drawn in batches with a seeded generator; ``options`` are
-    the family's own sampling keywords (a diffusion sampler and its steps)."""
+    the family's own sampling keywords (a diffusion sampler and its steps); ``condition``
+    is a class index every sample is drawn for (None: the family's default)."""
     device = next(family.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     family.eval()
     options = dict(options or {})
+
+    def labels(m: int) -> dict[str, Tensor]:  # passed only when asked for
+        if condition is None:
+            return {}
+        return {"condition": torch.full((m,), condition, dtype=torch.long, device=device)}
+
     chunks = [family.sample(min(batch_size, n - start), generator=generator,
-                            **options).cpu()
+                            **labels(min(batch_size, n - start)), **options).cpu()
               for start in range(0, n, batch_size)]
     return torch.cat(chunks).float()
 
@@ -187,16 +199,16 @@ def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
              for r in [header, *rows]]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes = []
+    notes: list[str] = []
     for report in reports:
         parts = []
         if "examples" in report:
             parts.append(f"NLL over {report['examples']} {report['split']} examples")
         if "uniform_nll_nats" in report:
-            parts.append(f"uniform model {report['uniform_nll_nats']:.2f} nats/example")
+            parts.append(f"uniform model over the data's levels "
+                         f"{report['uniform_nll_nats']:.2f} nats/example")
         if "metric_samples" in report:
             parts.append(f"sample metrics from {report['metric_samples']} per set")
-        note = "; ".join(parts)
-        if note and note not in notes:
-            notes.append(note)
+        notes += [part for part in parts if part not in notes]
+    notes = ["; ".join(notes)] if notes else []
     return "\n".join(lines + [""] * bool(notes) + notes)
