@@ -154,14 +154,16 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
 
 def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
                loaded: Loaded | None = None, batch_size: int = 256,
-               options: dict[str, Any] | None = None) -> Path:
+               options: dict[str, Any] | None = None, condition: str | None = None) -> Path:
     """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``.
-    ``options`` go to the family's ``sample`` (e.g. ``sampler``, ``steps``)."""
+    ``options`` go to the family's ``sample`` (e.g. ``sampler``, ``steps``); ``condition``
+    names a class of the run's data (``seven``) that every sample is drawn for."""
     family, modality, _ = loaded or load_family(run)
     options = options or {}
     bind(family.sample, options, "dgm sample --option",
          provided=("n", "generator", "condition"))
-    samples = draw_samples(family, n, batch_size, seed, options)
+    index = None if condition is None else condition_index(run, family, condition)
+    samples = draw_samples(family, n, batch_size, seed, options, condition=index)
     out = Path(out) if out else run.samples_dir
     out.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(samples):
@@ -171,6 +173,23 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
     modality.preview(samples, grid)
     echo(f"wrote {n} samples and {grid}")
     return grid
+
+
+def condition_index(run: RunDir, family: Family, name: str) -> int:
+    """The class index of ``name`` among the run's data classes; an unknown name, data
+    without classes, or a family trained without a condition is an error."""
+    classes = list(run.read_data_info().classes)
+    if not classes:
+        raise RecipeError(f"--condition {name!r}: the data of run {str(run.path)!r} has no "
+                          "classes to condition on")
+    if not getattr(family, "conditional", False):
+        raise RecipeError(f"--condition {name!r}: the {type(family).__name__} of run "
+                          f"{str(run.path)!r} takes no condition (train it with "
+                          "family.conditional = true where the family supports it)")
+    if name not in classes:
+        raise RecipeError(f"--condition {name!r} is not a class of run {str(run.path)!r}; "
+                          f"its classes are: {', '.join(classes)}")
+    return classes.index(name)
 
 
 def metric_entries(recipe: Recipe, registry: Registry,

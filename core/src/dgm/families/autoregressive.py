@@ -50,10 +50,14 @@ class Autoregressive(Family):
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None) -> Tensor:
         """Ancestral sampling from zeros: each element is drawn from the params the
-        network gives it once every element before it is filled in."""
+        network gives it once every element before it is filled in. A network with a
+        ``generate(n, length, likelihood, generator)`` method (a WaveNet with cached
+        layer states, for 1-D data) samples through it instead, in one pass."""
         if condition is not None:
             raise ValueError("this autoregressive model is unconditional; it takes no "
                              "condition")
+        if hasattr(self.network, "generate") and len(self.data_shape) == 2:
+            return self.network.generate(n, self.data_shape[1], self.likelihood, generator)
         parameter = next(self.network.parameters())
         x = torch.zeros((n, *self.data_shape), device=parameter.device, dtype=parameter.dtype)
         channels, spatial = self.data_shape[0], self.data_shape[1:]

@@ -1,0 +1,164 @@
+"""Audio data sets: the embedded spoken digits and a folder of the user's recordings.
+
+Both load waveforms, resample them to ``sample_rate``, centre each clip in a fixed
+``duration`` (padding with silence, cutting longer clips), and yield the chosen
+representation; ``DataInfo.source["representation"]`` records its settings so the run's
+own settings invert its samples.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dgm.contract import DataInfo, DataSource
+from dgm.errors import DataError
+from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
+from dgm_audio.representations import Kind, duration_samples, make_representation
+
+MODALITY = "audio:audio"
+SPLITS = ("train", "val", "test")
+DIGITS_DIR = Path(__file__).parent / "data" / "spoken_digits"
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+               "nine")
+SILENCE_PEAK = 1e-3
+"""A clip whose loudest sample is below this (about -60 dBFS) counts as silent."""
+
+
+class AudioClips(DataSource):
+    """Examples in a representation, with optional labels, held in memory."""
+
+    def __init__(self, examples: Tensor, labels: Tensor | None, info: DataInfo,
+                 names: list[str]) -> None:
+        self.examples = examples
+        self.labels = labels
+        self.info = info
+        self.names = names
+
+    def __len__(self) -> int:
+        return self.examples.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = {"x": self.examples[index]}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
+
+
+def fit_length(wave: Tensor, length: int) -> Tensor:
+    """Centre ``wave`` ``(1, L)`` in ``length`` samples: pad with zeros or cut both ends."""
+    extra = length - wave.shape[-1]
+    if extra >= 0:
+        return F.pad(wave, (extra // 2, extra - extra // 2))
+    start = (-extra) // 2
+    return wave[..., start:start + length]
+
+
+def _check_split(split: str, what: str) -> None:
+    if split not in SPLITS:
+        raise DataError(f"{what}: unknown split {split!r}; splits are {', '.join(SPLITS)}")
+
+
+def _build(waves: list[Tensor], labels: list[int] | None, classes: tuple[str, ...],
+           names: list[str], representation: Kind, sample_rate: int,
+           settings: dict, source: dict) -> AudioClips:
+    rep = make_representation(representation, sample_rate=sample_rate, **settings)
+    batch = torch.stack(waves)
+    examples = torch.cat([rep.forward(chunk) for chunk in batch.split(256)])
+    levels = rep.metadata["mu"] + 1 if representation == "mu-law" else None
+    info = DataInfo(MODALITY, tuple(examples.shape[1:]), levels=levels, classes=classes,
+                    source={**source, "representation": rep.metadata})
+    label_tensor = torch.tensor(labels) if labels is not None else None
+    return AudioClips(examples, label_tensor, info, names)
+
+
+def spoken_digits(split: str, representation: Kind = "log-mel", sample_rate: int = 8000,
+                  duration: float = 1.024, n_fft: int = 512, hop: int = 128,
+                  window: str = "hann", n_mels: int = 32, f_min: float = 0.0,
+                  f_max: float | None = None, mu: int = 255,
+                  digits: list[int] | None = None) -> AudioClips:
+    """The embedded spoken digits: "zero" to "nine" by 40 espeak-ng voices at two
+    speed/pitch settings (16 kHz FLAC, made by scripts/make_spoken_digits.py), split by
+    voice (28 train, 4 val, 8 test voices: 560/80/160 clips). Labels are the digits.
+    ``digits`` keeps only those digits (labels keep their values)."""
+    _check_split(split, "audio:spoken-digits")
+    manifest = DIGITS_DIR / "manifest.csv"
+    if not manifest.is_file():
+        raise DataError(f"the embedded spoken digits are missing ({manifest}); reinstall "
+                        "dgm-audio or run plugins/audio/scripts/make_spoken_digits.py")
+    with open(manifest, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == split]
+    if digits is not None:
+        rows = [r for r in rows if int(r["digit"]) in digits]
+    length = duration_samples(duration, sample_rate)
+    waves = [fit_length(read_audio(DIGITS_DIR / r["file"], sample_rate), length)
+             for r in rows]
+    settings = {"n_fft": n_fft, "hop": hop, "window": window, "n_mels": n_mels,
+                "f_min": f_min, "f_max": f_max, "mu": mu}
+    source = {"dataset": "audio:spoken-digits", "split": split, "duration": duration,
+              "voices": sorted({r["voice"] for r in rows})}
+    return _build(waves, [int(r["digit"]) for r in rows], DIGIT_WORDS,
+                  [r["file"] for r in rows], representation, sample_rate, settings, source)
+
+
+def folder(split: str, path: str, representation: Kind = "log-mel",
+           sample_rate: int = 8000, duration: float = 1.024, n_fft: int = 512,
+           hop: int = 128, window: str = "hann", n_mels: int = 32, f_min: float = 0.0,
+           f_max: float | None = None, mu: int = 255, val_fraction: float = 0.1,
+           test_fraction: float = 0.1, skip_bad: bool = False, seed: int = 0
+           ) -> AudioClips:
+    """Every audio file (WAV, FLAC, OGG, AIFF) under ``path``, labelled by its top-level
+    sub-folder when there are sub-folders, split at random (fixed ``seed``). An
+    unreadable, empty or silent file is an error naming it, or, with ``skip_bad``,
+    skipped with a warning that lists every skipped file."""
+    _check_split(split, f"audio folder {path!r}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"audio folder {str(root)!r} does not exist or is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"audio folder {str(root)!r} holds no audio files "
+                        f"({', '.join(sorted(AUDIO_SUFFIXES))})")
+    classes = tuple(sorted({p.relative_to(root).parts[0] for p in files
+                            if len(p.relative_to(root).parts) > 1}))
+    order = list(range(len(files)))
+    random.Random(seed).shuffle(order)
+    n_test, n_val = round(len(files) * test_fraction), round(len(files) * val_fraction)
+    chosen = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
+              "train": order[n_test + n_val:]}[split]
+    length = duration_samples(duration, sample_rate)
+    waves, labels, names, bad = [], [], [], []
+    for i in sorted(chosen):
+        try:
+            wave = read_audio(files[i], sample_rate)
+            if wave.abs().max() < SILENCE_PEAK:
+                raise DataError(f"audio file {str(files[i])!r} is silent (peak "
+                                f"{float(wave.abs().max()):.2g} < {SILENCE_PEAK})")
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc}. Remove or fix the file, or set data.skip_bad = "
+                                "true to skip such files with a warning") from None
+            bad.append(str(files[i]))
+            continue
+        waves.append(fit_length(wave, length))
+        parts = files[i].relative_to(root).parts
+        labels.append(classes.index(parts[0]) if len(parts) > 1 else 0)
+        names.append(str(files[i]))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable, empty or silent audio file(s): "
+                      f"{', '.join(bad)}", stacklevel=2)
+    if not waves:
+        raise DataError(f"audio folder {str(root)!r}: no usable audio files in split "
+                        f"{split!r}")
+    settings = {"n_fft": n_fft, "hop": hop, "window": window, "n_mels": n_mels,
+                "f_min": f_min, "f_max": f_max, "mu": mu}
+    source = {"dataset": "audio:folder", "path": str(root), "split": split,
+              "duration": duration}
+    return _build(waves, labels if classes else None, classes, names, representation,
+                  sample_rate, settings, source)

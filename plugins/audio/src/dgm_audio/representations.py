@@ -1,0 +1,152 @@
+"""What models see of a waveform, each with its stated inverse and the metadata that
+inverse depends on: the raw waveform, mu-law classes, and a log-mel spectrogram
+(inverted with torchaudio's InverseMelScale and Griffin-Lim).
+
+Metadata travels with the data (``DataInfo.source["representation"]``) into the run
+folder, so a run's samples are inverted with the settings it was trained with;
+:func:`check_compatible` refuses to pair a model with an inverse whose settings differ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torchaudio.functional as AF
+from torch import Tensor, nn
+
+from dgm.contract import Representation
+
+Kind = Literal["waveform", "mu-law", "log-mel"]
+KINDS: tuple[str, ...] = ("waveform", "mu-law", "log-mel")
+WINDOWS = ("hann", "hamming")
+
+
+class RepresentationMismatch(ValueError):
+    """A model and an inverse (or two data sets) disagree on a representation setting."""
+
+
+def check_compatible(model: dict[str, Any], inverse: dict[str, Any],
+                     what: tuple[str, str] = ("the model", "the inverse")) -> None:
+    """Raise :class:`RepresentationMismatch` naming every setting on which ``model`` and
+    ``inverse`` metadata differ, with both values (e.g. n_mels=64 vs n_mels=80)."""
+    keys = sorted(set(model) | set(inverse))
+    diffs = [f"{k}={model.get(k)!r} for {what[0]} but {k}={inverse.get(k)!r} for {what[1]}"
+             for k in keys if model.get(k) != inverse.get(k)]
+    if diffs:
+        raise RepresentationMismatch("representation settings disagree: " + "; ".join(diffs))
+
+
+def _window(name: str) -> Any:
+    if name not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {name!r}")
+    return torch.hann_window if name == "hann" else torch.hamming_window
+
+
+class LogMel(nn.Module):
+    """Waveform ``(1, L)`` to a normalised log-mel spectrogram ``(1, n_mels, L // hop)``
+    and back. Values are ``(log(mel_power + floor) - log_center) / log_scale`` so speech
+    lies roughly in [-1, 1]; the inverse undoes that, maps mel power to a linear
+    spectrogram (InverseMelScale, least squares) and recovers phase with Griffin-Lim."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, f_min: float,
+                 f_max: float, window: str = "hann", floor: float = 1e-5,
+                 log_center: float = -1.5, log_scale: float = 10.0,
+                 griffin_lim_iters: int = 32) -> None:
+        import torchaudio.transforms as T
+
+        super().__init__()
+        if not 0 <= f_min < f_max <= sample_rate / 2:
+            raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2; got f_min={f_min}, "
+                             f"f_max={f_max}, sample_rate={sample_rate}")
+        if hop < 1 or n_fft < hop or n_mels < 1:
+            raise ValueError(f"need n_fft >= hop >= 1 and n_mels >= 1; got n_fft={n_fft}, "
+                             f"hop={hop}, n_mels={n_mels}")
+        self.hop, self.floor = hop, floor
+        self.log_center, self.log_scale = log_center, log_scale
+        window_fn = _window(window)
+        self.mel = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop,
+                                    f_min=f_min, f_max=f_max, n_mels=n_mels, power=2.0,
+                                    window_fn=window_fn)
+        self.inverse_mel = T.InverseMelScale(n_stft=n_fft // 2 + 1, n_mels=n_mels,
+                                             sample_rate=sample_rate, f_min=f_min,
+                                             f_max=f_max)
+        self.n_fft, self.griffin_lim_iters = n_fft, griffin_lim_iters
+        self.register_buffer("window", window_fn(n_fft), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, wave: Tensor) -> Tensor:
+        frames = wave.shape[-1] // self.hop
+        mel = self.mel(wave.float())[..., :frames]
+        return (torch.log(mel + self.floor) - self.log_center) / self.log_scale
+
+    @torch.no_grad()
+    def invert(self, log_mel: Tensor) -> Tensor:
+        mel = (torch.exp(log_mel.float() * self.log_scale + self.log_center)
+               - self.floor).clamp_min(0.0)
+        linear = self.inverse_mel(mel).clamp_min(0.0)
+        frames = log_mel.shape[-1]
+        # Griffin-Lim on frames + 1 (the centred last frame, dropped by forward, repeated)
+        linear = torch.cat([linear, linear[..., -1:]], dim=-1)
+        wave = AF.griffinlim(linear, self.window, self.n_fft, self.hop, self.n_fft, 2.0,
+                             self.griffin_lim_iters, 0.99, frames * self.hop, False)
+        return wave.clamp(-1.0, 1.0)
+
+
+def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: int = 512,
+                        hop: int = 128, window: str = "hann", n_mels: int = 32,
+                        f_min: float = 0.0, f_max: float | None = None, mu: int = 255,
+                        griffin_lim_iters: int = 32) -> Representation:
+    """The representation ``kind`` with its settings recorded in ``metadata``.
+
+    - ``waveform``: the samples themselves in [-1, 1].
+    - ``mu-law``: torchaudio's mu-law companding to ``mu + 1`` classes, mapped onto the
+      evenly spaced grid of ``mu + 1`` values in [-1, 1] (so categorical and discretized
+      likelihoods with ``levels = mu + 1`` model it); the inverse expands it back.
+    - ``log-mel``: see :class:`LogMel`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"representation must be one of {', '.join(KINDS)}, got {kind!r}")
+    meta: dict[str, Any] = {"kind": kind, "sample_rate": int(sample_rate)}
+    if kind == "waveform":
+        return Representation("waveform", metadata=meta)
+    if kind == "mu-law":
+        if mu < 1:
+            raise ValueError(f"mu must be at least 1, got {mu}")
+        meta["mu"] = int(mu)
+        classes = mu + 1
+
+        def encode(wave: Tensor) -> Tensor:
+            index = AF.mu_law_encoding(wave.float().clamp(-1, 1), classes)
+            return index.float() * (2.0 / mu) - 1.0
+
+        def decode(values: Tensor) -> Tensor:
+            index = torch.round((values.float().clamp(-1, 1) + 1.0) * (mu / 2.0)).long()
+            return AF.mu_law_decoding(index, classes)
+
+        return Representation("mu-law", encode, decode, meta)
+    f_max = float(f_max if f_max is not None else sample_rate / 2)
+    meta.update({"n_fft": int(n_fft), "hop": int(hop), "window": window,
+                 "n_mels": int(n_mels), "f_min": float(f_min), "f_max": f_max})
+    log_mel = LogMel(sample_rate, n_fft, hop, n_mels, f_min, f_max, window,
+                     griffin_lim_iters=griffin_lim_iters)
+    meta.update({"floor": log_mel.floor, "log_center": log_mel.log_center,
+                 "log_scale": log_mel.log_scale})
+    return Representation("log-mel", log_mel.forward, log_mel.invert, meta)
+
+
+def from_metadata(meta: dict[str, Any]) -> Representation:
+    """Rebuild a representation from its recorded ``metadata``; the rebuilt one's own
+    metadata must match, else the recorded run used settings this version cannot
+    reproduce."""
+    settings = {k: meta[k] for k in ("sample_rate", "n_fft", "hop", "window", "n_mels",
+                                      "f_min", "f_max", "mu") if k in meta}
+    rep = make_representation(meta.get("kind", "waveform"), **settings)
+    check_compatible(meta, rep.metadata, ("the run's data", "this dgm-audio's inverse"))
+    return rep
+
+
+def duration_samples(duration: float, sample_rate: int) -> int:
+    """The number of samples in ``duration`` seconds at ``sample_rate``."""
+    return int(math.floor(duration * sample_rate + 0.5))

@@ -1,0 +1,67 @@
+"""Data sets: the embedded spoken digits and a folder of recordings."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dgm.errors import DataError
+from dgm_audio.datasets import DIGITS_DIR, folder, spoken_digits
+
+
+def test_spoken_digits_are_split_by_voice_and_small():
+    with open(DIGITS_DIR / "manifest.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    voices = {s: {r["voice"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+    assert not voices["train"] & voices["test"] and not voices["train"] & voices["val"]
+    assert not voices["val"] & voices["test"]
+    assert len(voices["test"]) >= 8
+    size = sum(p.stat().st_size for p in DIGITS_DIR.iterdir())
+    assert size < 10e6
+    for split in ("train", "test"):
+        assert {int(r["digit"]) for r in rows if r["split"] == split} == set(range(10))
+
+
+def test_spoken_digits_yield_the_recipes_shapes():
+    mel = spoken_digits("val")
+    assert mel.info.shape == (1, 32, 64) and mel.info.classes[7] == "seven"
+    assert len(mel) == 80 and set(mel.labels.tolist()) == set(range(10))
+    mu = spoken_digits("val", representation="mu-law", sample_rate=4000, duration=0.512)
+    assert mu.info.shape == (1, 2048) and mu.info.levels == 256
+    assert mu.info.source["representation"] == {"kind": "mu-law", "sample_rate": 4000,
+                                                "mu": 255}
+
+
+def _tone(path, peak=0.5, n=800):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (peak * np.sin(np.arange(n) / 3.0)).astype(np.float32), 8000,
+             subtype="PCM_16")
+
+
+def test_folder_labels_come_from_sub_folders(tmp_path):
+    for word in ("yes", "no"):
+        for i in range(5):
+            _tone(tmp_path / word / f"{i}.wav")
+    data = folder("train", str(tmp_path), representation="waveform", duration=0.1,
+                  val_fraction=0, test_fraction=0)
+    assert data.info.classes == ("no", "yes") and len(data) == 10
+    assert sorted(data.labels.tolist()) == [0] * 5 + [1] * 5
+    assert data.info.shape == (1, 800)
+
+
+def test_folder_bad_files_are_named_or_skipped_with_a_warning(tmp_path):
+    _tone(tmp_path / "good.wav")
+    _tone(tmp_path / "quiet.wav", peak=0.0)
+    (tmp_path / "broken.flac").write_bytes(b"junk")
+    settings = {"representation": "waveform", "duration": 0.1, "val_fraction": 0,
+                "test_fraction": 0}
+    with pytest.raises(DataError, match="broken.flac.*skip_bad"):
+        folder("train", str(tmp_path), **settings)
+    with pytest.warns(UserWarning, match="skipped 2.*broken.flac.*quiet.wav"):
+        data = folder("train", str(tmp_path), skip_bad=True, **settings)
+    assert len(data) == 1 and data.labels is None
+    with pytest.raises(DataError, match="does not exist"):
+        folder("train", str(tmp_path / "nowhere"))
