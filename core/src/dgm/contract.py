@@ -112,6 +112,24 @@ class DataSource(Dataset):
         raise NotImplementedError
 
 
+class TensorData(DataSource):
+    """Examples ``x`` (and optional ``labels``) held in memory as tensors."""
+
+    def __init__(self, x: Tensor, labels: Tensor | None, info: DataInfo) -> None:
+        self.x = x
+        self.labels = labels
+        self.info = info
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = {"x": self.x[index]}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
+
+
 # -------------------------------------------------------------------------------------
 # Families
 # -------------------------------------------------------------------------------------

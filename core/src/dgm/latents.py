@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dgm.contract import DataInfo, DataSource, Family, Modality, Representation
+from dgm.contract import DataInfo, Family, Modality, Representation, TensorData
 from dgm.errors import DataError
 
 MODALITY = "core:latent"
@@ -37,22 +37,12 @@ def _load_autoencoder(run_path: str) -> tuple[Family, Modality, Any]:
     return family, modality, recipe
 
 
-class Latents(DataSource):
+class Latents(TensorData):
     """The posterior means of an autoencoder's data, one split."""
 
-    def __init__(self, latents: Tensor, labels: Tensor | None, info: DataInfo) -> None:
-        self.latents = latents
-        self.labels = labels
-        self.info = info
-
-    def __len__(self) -> int:
-        return self.latents.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = {"x": self.latents[index]}
-        if self.labels is not None:
-            item["label"] = self.labels[index]
-        return item
+    @property
+    def latents(self) -> Tensor:
+        return self.x
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dgm.contract import DataInfo, DataSource
+from dgm.contract import DataInfo, TensorData
 from dgm.errors import DataError
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
 from dgm_audio.representations import Kind, duration_samples, make_representation
@@ -31,24 +31,17 @@ SILENCE_PEAK = 1e-3
 """A clip whose loudest sample is below this (about -60 dBFS) counts as silent."""
 
 
-class AudioClips(DataSource):
+class AudioClips(TensorData):
     """Examples in a representation, with optional labels, held in memory."""
 
     def __init__(self, examples: Tensor, labels: Tensor | None, info: DataInfo,
                  names: list[str]) -> None:
-        self.examples = examples
-        self.labels = labels
-        self.info = info
+        super().__init__(examples, labels, info)
         self.names = names
 
-    def __len__(self) -> int:
-        return self.examples.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = {"x": self.examples[index]}
-        if self.labels is not None:
-            item["label"] = self.labels[index]
-        return item
+    @property
+    def examples(self) -> Tensor:
+        return self.x
 
 
 def fit_length(wave: Tensor, length: int) -> Tensor:

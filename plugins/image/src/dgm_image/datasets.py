@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dgm.contract import DataInfo, DataSource
+from dgm.contract import DataInfo, TensorData
 from dgm.errors import DataError
 from dgm_image.codec import read_image
 
@@ -19,22 +19,12 @@ DIGITS_SPLITS = {"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class TensorImages(DataSource):
+class TensorImages(TensorData):
     """Images and optional labels held in memory."""
 
-    def __init__(self, images: Tensor, labels: Tensor | None, info: DataInfo) -> None:
-        self.images = images
-        self.labels = labels
-        self.info = info
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = {"x": self.images[index]}
-        if self.labels is not None:
-            item["label"] = self.labels[index]
-        return item
+    @property
+    def images(self) -> Tensor:
+        return self.x
 
 
 def digits(split: str) -> TensorImages:
