@@ -59,6 +59,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_table(reports))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from dgm.export import export_diffusers
+    from dgm.runs import RunDir
+
+    export_diffusers(RunDir.open(args.run_dir), args.out_dir)
+
+
 def _recipe_description(path: Path) -> str:
     try:
         return tomllib.loads(path.read_text()).get("run", {}).get("description", "")
@@ -152,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saved", action="store_true",
                    help="tabulate the saved evaluation.json files instead of recomputing")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a diffusion run as a diffusers DDPMPipeline",
+                       description="Write a trained diffusion run's UNet and noise schedule "
+                       "as a folder that diffusers.DDPMPipeline.from_pretrained(OUT_DIR) "
+                       "loads offline. OUT_DIR must not exist yet (or be empty).",
+                       epilog=EPILOG)
+    p.add_argument("run_dir", help="a diffusion run folder made by `dgm run`")
+    p.add_argument("out_dir", type=Path, help="the folder to write")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("recipes", help="list recipes in ./recipes and in plugins",
                        description="List the recipe files under a folder (default "

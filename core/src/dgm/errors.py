@@ -29,3 +29,7 @@ class RunDirError(DgmError):
 
 class TrainingError(DgmError):
     """Training cannot go on (for example, a non-finite loss)."""
+
+
+class ExportError(DgmError):
+    """A run cannot be exported to the requested format."""
