@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dgm.contract import DataSource, Family
-from dgm.errors import TrainingError
+from dgm.errors import RunDirError, TrainingError
 from dgm.recipes import DataConfig, TrainConfig
 from dgm.runs import RunDir
 
@@ -67,6 +67,29 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
                             f"used here: {exc}") from None
 
 
+PICKLED_SUFFIXES = (".bin", ".pkl", ".pt", ".pth")
+
+
+def check_pickles_load_safely(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose pickled files (optimizer, RNG streams) need more than
+    tensors and plain data to load, i.e. could run code; accelerate would skip a bad RNG
+    file with a warning and resume with the wrong random streams."""
+    from accelerate.utils import load as safe_load  # torch.load(weights_only=True)
+
+    for path in sorted(Path(checkpoint).iterdir()):
+        if path.suffix not in PICKLED_SUFFIXES:
+            continue
+        try:
+            safe_load(path, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not resume from it
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunDirError(
+                f"checkpoint {checkpoint.name} refused: {path.name} does not load as plain "
+                f"tensors and data (weights_only): {reason}. Nothing in it was executed or "
+                f"changed. Delete {str(checkpoint)!r} to resume from an earlier checkpoint, "
+                "or start a new run") from None
+
+
 class Trainer:
     """Fits ``family`` on ``data`` for ``config.steps`` optimizer steps."""
 
@@ -109,6 +132,7 @@ class Trainer:
         acc, cfg, state = self.accelerator, self.config, self.state
         latest = self.run.latest_checkpoint()
         if latest is not None:
+            check_pickles_load_safely(latest)
             acc.load_state(str(latest))
             self._load_extra_state(latest)
             if acc.is_main_process:
