@@ -54,9 +54,13 @@ class TrainResult:
 
 
 def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
-    """The accelerator a run uses: seeded data order, accumulation, mixed precision."""
+    """The accelerator a run uses: seeded data order, accumulation, mixed precision.
+    Started by torchrun (or ``accelerate launch``) on a machine without CUDA, processes
+    train together over gloo: accelerate only forms a CPU process group when told to."""
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         return Accelerator(
+            cpu=multi_cpu,
             gradient_accumulation_steps=config.grad_accum,
             mixed_precision=config.mixed_precision,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,

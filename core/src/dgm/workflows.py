@@ -101,6 +101,8 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     prepare_run_dir(recipe, run)
     trainer = Trainer(family, train_data, run, recipe.train, recipe.data_loading,
                       seed=recipe.run.seed)
+    if not trainer.accelerator.is_main_process:
+        echo = _silent  # one process speaks for a multi-process run
     n_params = sum(p.numel() for p in family.parameters())
     echo(f"run folder: {run.path}  ({type(family).__name__}, {n_params:,} parameters, "
          f"{len(train_data)} training examples)")
@@ -121,6 +123,10 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     write_summary(run)
     echo(f"summary: {run.summary_file}")
     return run
+
+
+def _silent(*_: Any, **__: Any) -> None:
+    """An echo that prints nothing."""
 
 
 def _check_likelihood_support(family: Family, data: Any, recipe: Recipe) -> None:

@@ -1,0 +1,44 @@
+"""Two processes (torchrun, gloo on CPU) train the same recipe as one process with the
+same global batch: data sharded, one set of files written, the same final weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import REPO
+
+RECIPE = str(REPO / "recipes/image/digits-pixelcnn.toml")
+SMALL = ["networks.autoregressive.hidden=8", "networks.autoregressive.layers=2",
+         "networks.autoregressive.dropout=0.0", "train.steps=6", "train.progress=false",
+         "train.checkpoint_every=3", "train.log_every=2", "sample.n=2",
+         "evaluate.max_examples=8", "evaluate.metrics=[]"]
+
+
+def run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(args, cwd=cwd, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(in_tmp):
+    two = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29517", "-m", "dgm", "run", RECIPE, "run.dir=two",
+               "data.batch_size=16", *SMALL], in_tmp)
+    one = run([sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=one",
+               "data.batch_size=32", *SMALL], in_tmp)
+    assert two.stdout.count("run folder:") == one.stdout.count("run folder:") == 1
+    two_weights = load_file(in_tmp / "two" / "model" / "model.safetensors")
+    one_weights = load_file(in_tmp / "one" / "model" / "model.safetensors")
+    assert two_weights.keys() == one_weights.keys()
+    for name, tensor in one_weights.items():
+        torch.testing.assert_close(two_weights[name], tensor, atol=1e-5, rtol=1e-4)
+    assert sorted(p.name for p in (in_tmp / "two" / "checkpoints").iterdir()) == [
+        "step-00000003", "step-00000006"]
+    assert (in_tmp / "two" / "evaluation.json").is_file()
