@@ -3,6 +3,7 @@ same global batch: data sharded, one set of files written, the same final weight
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,3 +43,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(in_tmp):
     assert sorted(p.name for p in (in_tmp / "two" / "checkpoints").iterdir()) == [
         "step-00000003", "step-00000006"]
     assert (in_tmp / "two" / "evaluation.json").is_file()
+    logged = {name: [json.loads(line)["loss"] for line in
+                     (in_tmp / name / "metrics.jsonl").read_text().splitlines()]
+              for name in ("one", "two")}  # the 2-process loss is gathered from both
+    assert len(logged["two"]) == 3
+    assert all(abs(a - b) < 1e-3 for a, b in zip(logged["one"], logged["two"]))
