@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_info import machine  # noqa: E402
+from benchmark_support import machine  # noqa: E402
 
 from dgm.assembly import build_data  # noqa: E402
 from dgm.metrics import kernel_mmd, patch_swd  # noqa: E402

@@ -20,18 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_info import machine  # noqa: E402
+from benchmark_support import machine, timed_dgm_run  # noqa: E402
 
 from dgm.evaluation import format_table  # noqa: E402
 
@@ -53,27 +47,8 @@ ROWS: dict[str, dict[str, Any]] = {
 def train(name: str, runs: Path, reuse: bool) -> dict[str, Any]:
     """Train and evaluate one row with ``dgm run``; return its timings."""
     row = ROWS[name]
-    run = runs / name
-    timings_file = run / "benchmark_timings.json"
-    if reuse and timings_file.is_file():
-        return json.loads(timings_file.read_text())
-    if run.exists():
-        shutil.rmtree(run)
-    overrides = [f"run.dir={run}", "train.progress=false"]
-    if "needs" in row:
-        overrides.append(f"data.run={runs / row['needs']}")
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dgm", "run", row["recipe"], *overrides],
-                          cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: dgm run failed:\n{proc.stdout}\n{proc.stderr}")
-    trained = re.search(r"trained to step (\d+) in ([\d.]+) s", proc.stdout)
-    timings = {"steps": int(trained.group(1)), "train_seconds": float(trained.group(2)),
-               "run_seconds": wall, "torch_threads": torch.get_num_threads(),
-               "stdout": proc.stdout}
-    timings_file.write_text(json.dumps(timings, indent=2))
-    return timings
+    overrides = [f"data.run={runs / row['needs']}"] if "needs" in row else []
+    return timed_dgm_run(row["recipe"], runs / name, overrides, reuse, cwd=ROOT)
 
 
 def main() -> None:

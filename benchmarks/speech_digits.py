@@ -24,16 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_info import machine  # noqa: E402
+from benchmark_support import machine, timed_dgm_run  # noqa: E402
 
 from dgm.evaluation import format_table  # noqa: E402
 
@@ -46,24 +42,8 @@ ROWS = {"diffusion": "recipes/speech/digits-mel-diffusion.toml",
 
 def train(name: str, run: Path, steps: int | None, reuse: bool) -> dict[str, Any]:
     """Train and evaluate one row with ``dgm run``; return its timings."""
-    timings_file = run / "benchmark_timings.json"
-    if reuse and timings_file.is_file():
-        return json.loads(timings_file.read_text())
-    if run.exists():
-        shutil.rmtree(run)
-    overrides = [f"run.dir={run}", "train.progress=false"]
-    if steps:
-        overrides.append(f"train.steps={steps}")
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dgm", "run", ROWS[name], *overrides],
-                          cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: dgm run failed:\n{proc.stdout}\n{proc.stderr}")
-    trained = re.search(r"trained to step (\d+) in ([\d.]+) s", proc.stdout)
-    timings = {"steps": int(trained.group(1)), "train_seconds": float(trained.group(2)),
-               "run_seconds": time.perf_counter() - start}
-    timings_file.write_text(json.dumps(timings, indent=2))
-    return timings
+    overrides = [f"train.steps={steps}"] if steps else []
+    return timed_dgm_run(ROWS[name], run, overrides, reuse, cwd=ROOT)
 
 
 def main() -> None:
