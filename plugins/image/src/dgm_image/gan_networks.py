@@ -8,21 +8,9 @@ from typing import Literal
 from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
+from dgm_image.networks import stage_map_size
+
 Norm = Literal["batch", "layer", "none"]
-
-
-def _stage_map_size(data_shape: tuple[int, ...], stages: int, what: str) -> tuple[int, int]:
-    """Height and width of the smallest feature map, after ``stages`` halvings."""
-    if len(data_shape) != 3:
-        raise ValueError(f"{what} works on images shaped (C, H, W), got {tuple(data_shape)}")
-    if stages < 1:
-        raise ValueError(f"{what} needs at least one channels entry (one resolution stage)")
-    _, h, w = data_shape
-    factor = 2**stages
-    if h % factor or w % factor:
-        raise ValueError(f"{what} with {stages} resolution stages needs H and W divisible "
-                         f"by {factor}; data is {h}x{w}: use fewer channels entries")
-    return h // factor, w // factor
 
 
 def _norm(kind: Norm, channels: int) -> nn.Module:
@@ -44,7 +32,7 @@ class DCGANGenerator(nn.Module):
                  channels: list[int] | None = None, norm: Norm = "batch") -> None:
         super().__init__()
         channels = channels or [128, 64]
-        h, w = _stage_map_size(data_shape, len(channels), "the DCGAN generator")
+        h, w = stage_map_size(data_shape, len(channels), "DCGAN generators")
         layers: list[nn.Module] = [
             nn.Linear(latent_dim, channels[0] * h * w),
             Rearrange("b (c h w) -> b c h w", c=channels[0], h=h),
@@ -69,7 +57,7 @@ class DCGANCritic(nn.Module):
                  negative_slope: float = 0.2) -> None:
         super().__init__()
         channels = channels or [64, 128]
-        h, w = _stage_map_size(data_shape, len(channels), "the DCGAN critic")
+        h, w = stage_map_size(data_shape, len(channels), "DCGAN critics")
         layers: list[nn.Module] = []
         c_in = data_shape[0]
         for c_out in channels:

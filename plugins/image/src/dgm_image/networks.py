@@ -45,12 +45,19 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
-def _check_divisible(data_shape: tuple[int, ...], downsamples: int) -> tuple[int, int]:
+def stage_map_size(data_shape: tuple[int, ...], stages: int,
+                   what: str = "conv networks") -> tuple[int, int]:
+    """Height and width of the smallest feature map after ``stages`` halvings; a clear
+    ValueError when the data is not (C, H, W) or H and W do not divide."""
+    if len(data_shape) != 3:
+        raise ValueError(f"{what} work on images shaped (C, H, W), got {tuple(data_shape)}")
+    if stages < 1:
+        raise ValueError(f"{what} need at least one channels entry (one resolution stage)")
     _, h, w = data_shape
-    factor = 2**downsamples
+    factor = 2**stages
     if h % factor or w % factor:
-        raise ValueError(f"conv networks with {downsamples} downsampling stages need H and W "
-                         f"divisible by {factor}; data is {h}x{w}: use fewer channels entries")
+        raise ValueError(f"{what} with {stages} resolution stages need H and W divisible "
+                         f"by {factor}; data is {h}x{w}: use fewer channels entries")
     return h // factor, w // factor
 
 
@@ -61,7 +68,7 @@ class ConvEncoder(nn.Module):
                  channels: list[int] | None = None, hidden: int = 256) -> None:
         super().__init__()
         channels = channels or [32, 64]
-        h, w = _check_divisible(data_shape, len(channels))
+        h, w = stage_map_size(data_shape, len(channels))
         layers: list[nn.Module] = []
         c_in = data_shape[0]
         for c_out in channels:
@@ -81,7 +88,7 @@ class ConvDecoder(nn.Module):
                  channels: list[int] | None = None, hidden: int = 256) -> None:
         super().__init__()
         channels = channels or [64, 32]
-        h, w = _check_divisible(data_shape, len(channels))
+        h, w = stage_map_size(data_shape, len(channels))
         layers: list[nn.Module] = [
             nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, channels[0] * h * w),
             nn.SiLU(), Rearrange("b (c h w) -> b c h w", c=channels[0], h=h)]
