@@ -9,7 +9,6 @@ own settings invert its samples.
 from __future__ import annotations
 
 import csv
-import random
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import Tensor
 
 from dgm.contract import DataInfo, TensorData
 from dgm.errors import DataError
+from dgm.folders import folder_split
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
 from dgm_audio.representations import Kind, duration_samples, make_representation
 
@@ -110,39 +110,26 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
     sub-folder when there are sub-folders, split at random (fixed ``seed``). An
     unreadable, empty or silent file is an error naming it, or, with ``skip_bad``,
     skipped with a warning that lists every skipped file."""
-    _check_split(split, f"audio folder {path!r}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"audio folder {str(root)!r} does not exist or is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise DataError(f"audio folder {str(root)!r} holds no audio files "
-                        f"({', '.join(sorted(AUDIO_SUFFIXES))})")
-    classes = tuple(sorted({p.relative_to(root).parts[0] for p in files
-                            if len(p.relative_to(root).parts) > 1}))
-    order = list(range(len(files)))
-    random.Random(seed).shuffle(order)
-    n_test, n_val = round(len(files) * test_fraction), round(len(files) * val_fraction)
-    chosen = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
-              "train": order[n_test + n_val:]}[split]
+    found = folder_split(path, AUDIO_SUFFIXES, split, val_fraction, test_fraction, seed,
+                         "audio folder")
+    root, classes = found.root, found.classes
     length = duration_samples(duration, sample_rate)
     waves, labels, names, bad = [], [], [], []
-    for i in sorted(chosen):
+    for file, label in zip(found.files, found.labels):
         try:
-            wave = read_audio(files[i], sample_rate)
+            wave = read_audio(file, sample_rate)
             if wave.abs().max() < SILENCE_PEAK:
-                raise DataError(f"audio file {str(files[i])!r} is silent (peak "
+                raise DataError(f"audio file {str(file)!r} is silent (peak "
                                 f"{float(wave.abs().max()):.2g} < {SILENCE_PEAK})")
         except DataError as exc:
             if not skip_bad:
                 raise DataError(f"{exc}. Remove or fix the file, or set data.skip_bad = "
                                 "true to skip such files with a warning") from None
-            bad.append(str(files[i]))
+            bad.append(str(file))
             continue
         waves.append(fit_length(wave, length))
-        parts = files[i].relative_to(root).parts
-        labels.append(classes.index(parts[0]) if len(parts) > 1 else 0)
-        names.append(str(files[i]))
+        labels.append(label)
+        names.append(str(file))
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable, empty or silent audio file(s): "
                       f"{', '.join(bad)}", stacklevel=2)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import warnings
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -12,6 +10,7 @@ from torch import Tensor
 
 from dgm.contract import DataInfo, TensorData
 from dgm.errors import DataError
+from dgm.folders import folder_split
 from dgm_image.codec import read_image
 
 MODALITY = "image:image"
@@ -52,41 +51,28 @@ def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
     sub-folders. Files are split at random (fixed ``seed``) into train/val/test.
     ``size`` [H, W] resizes; without it all images must share one size. An unreadable
     file is an error naming it, or is skipped with a warning if ``skip_unreadable``."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"image folder {str(root)!r} holds no image files "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-    classes = sorted({p.relative_to(root).parts[0] for p in files
-                      if len(p.relative_to(root).parts) > 1})
-    order = list(range(len(files)))
-    random.Random(seed).shuffle(order)
-    n_test = round(len(files) * test_fraction)
-    n_val = round(len(files) * val_fraction)
-    chosen = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
-              "train": order[n_test + n_val:]}[split]
+    found = folder_split(path, IMAGE_SUFFIXES, split, val_fraction, test_fraction, seed,
+                         "image folder")
+    root, classes = found.root, found.classes
     resize = tuple(size) if size else None
     target = resize
     images, labels, bad = [], [], []
-    for i in sorted(chosen):
+    for file, label in zip(found.files, found.labels):
         try:
-            image = read_image(files[i], mode, resize)
+            image = read_image(file, mode, resize)
         except DataError as exc:
             if not skip_unreadable:
                 raise DataError(f"{exc}. Remove or fix the file, or set "
                                 "data.skip_unreadable = true to skip such files") from None
-            bad.append(str(files[i]))
+            bad.append(str(file))
             continue
         if target is None:
             target = tuple(image.shape[1:])
         elif tuple(image.shape[1:]) != target:
-            raise DataError(f"image {str(files[i])!r} is {tuple(image.shape[1:])} but earlier "
+            raise DataError(f"image {str(file)!r} is {tuple(image.shape[1:])} but earlier "
                             f"images are {target}; set data.size = [H, W] to resize")
         images.append(image)
-        parts = files[i].relative_to(root).parts
-        labels.append(classes.index(parts[0]) if len(parts) > 1 else 0)
+        labels.append(label)
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad)}",
                       stacklevel=2)
