@@ -38,7 +38,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         options[key.strip()] = parse_value(raw)
     run = RunDir.open(args.run_dir)
     sample_run(run, n=args.n, seed=args.seed, out=args.out, options=options,
-               condition=args.condition)
+               condition=args.condition, size=args.size)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -109,8 +109,40 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
                                 break_on_hyphens=False))
         if info.error:
             print(f"    error: {info.error}")
+        for warning in info.warnings:
+            print(f"    warning: {warning}")
     if not infos:
         print("no plugins loaded")
+
+
+def _cmd_plugin_new(args: argparse.Namespace) -> None:
+    from dgm.scaffold import new_plugin
+
+    root = new_plugin(args.name, args.dir)
+    print(f"wrote {root}/\nnext:\n  dgm install -e {root}\n  cd {root} && python -m pytest"
+          f"\n  dgm run {args.name}:{args.name}-vae")
+
+
+def _pip(args: list[str]) -> None:
+    """Run pip in dgm's own environment; its exit status becomes dgm's. Plugins are
+    not loaded, so a broken one can still be replaced or removed."""
+    import subprocess
+
+    code = subprocess.call([sys.executable, "-m", "pip", *args])
+    if code:
+        raise SystemExit(code)
+
+
+def _cmd_install(args: argparse.Namespace) -> None:
+    editable = [item for path in args.editable for item in ("-e", path)]
+    if not args.packages and not editable:
+        raise RecipeError("dgm install: name a package or a path, e.g. dgm install "
+                          "dgm-signals, dgm install ./dgm-signals, dgm install -e .")
+    _pip(["install", *args.pip_args, *editable, *args.packages])
+
+
+def _cmd_uninstall(args: argparse.Namespace) -> None:
+    _pip(["uninstall", "-y", *args.pip_args, *args.packages])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", default=None, metavar="CLASS",
                    help="draw every sample for this class of the run's data, e.g. "
                    "--condition seven (conditional models only)")
+    p.add_argument("--size", default=None, metavar="WIDTHxHEIGHT",
+                   help="sample at this size instead of the training size, e.g. --size "
+                   "1024x768 (fully convolutional networks: textures)")
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("evaluate", help="held-out NLL and sample metrics of trained runs",
@@ -180,12 +215,45 @@ def build_parser() -> argparse.ArgumentParser:
                        "registers, and the error of any that failed to load.", epilog=EPILOG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("plugin", help="write a new plugin project (dgm plugin new NAME)",
+                       description="Plugin authoring; see CONTRIBUTING.md, Writing a plugin.",
+                       epilog=EPILOG)
+    plugin_sub = p.add_subparsers(dest="plugin_command", required=True, metavar="ACTION")
+    q = plugin_sub.add_parser("new", help="write dgm-NAME/: an installable plugin project",
+                              description="Write dgm-NAME/: pyproject with the dgm entry "
+                              "point, package dgm_NAME with a working modality (1-D signals), "
+                              "a recipe, tests using dgm.testing, and a README.")
+    q.add_argument("name", help="the plugin's namespace, e.g. signals")
+    q.add_argument("--dir", type=Path, default=Path("."),
+                   help="folder to write dgm-NAME/ in (default .)")
+    q.set_defaults(func=_cmd_plugin_new)
+
+    p = sub.add_parser("install", help="pip install plugins into dgm's environment",
+                       description="Run `python -m pip install` with dgm's own Python. "
+                       "Options pip knows (-U, --no-deps, --pre, ...) are passed through. "
+                       "Loads no plugin, so it works while an installed plugin is broken.")
+    p.add_argument("packages", nargs="*", metavar="NAME_OR_PATH",
+                   help="a distribution name (dgm-signals) or a project folder")
+    p.add_argument("-e", "--editable", action="append", default=[], metavar="PATH",
+                   help="install a project folder in editable mode (repeatable)")
+    p.set_defaults(func=_cmd_install, pip_args=[])
+
+    p = sub.add_parser("uninstall", help="pip uninstall -y plugins from dgm's environment",
+                       description="Run `python -m pip uninstall -y` with dgm's own Python; "
+                       "loads no plugin.")
+    p.add_argument("packages", nargs="+", metavar="NAME", help="distribution names")
+    p.set_defaults(func=_cmd_uninstall, pip_args=[])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # only install and uninstall pass options through (to pip)
+        if args.command not in ("install", "uninstall"):
+            parser.parse_args(argv)  # the usual "unrecognized arguments" error
+        args.pip_args = unknown
     show_traceback = args.traceback or bool(os.environ.get("DGM_TRACEBACK"))
     try:
         args.func(args)

@@ -25,7 +25,8 @@ class UNet2DDenoiser(nn.Module):
     def __init__(self, data_shape: tuple[int, ...], channels: list[int] | None = None,
                  layers_per_block: int = 2, attention: list[bool] | None = None,
                  norm_groups: int = 32, dropout: float = 0.0, num_classes: int | None = None,
-                 padding_mode: PaddingMode = "zeros", attention_head_dim: int = 8) -> None:
+                 padding_mode: PaddingMode = "zeros", attention_head_dim: int = 8,
+                 mid_attention: bool = True) -> None:
         from diffusers import UNet2DModel  # imported here: it takes seconds
 
         super().__init__()
@@ -58,9 +59,11 @@ class UNet2DDenoiser(nn.Module):
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D"
                                  for a in reversed(attention)),
             norm_num_groups=norm_groups, dropout=dropout, num_class_embeds=num_classes,
-            attention_head_dim=attention_head_dim,
+            attention_head_dim=attention_head_dim, add_attention=mid_attention,
         )
         self.padding_mode = padding_mode
+        self.size_multiple = factor
+        """Sampling sizes must have H and W divisible by this (the total down-sampling)."""
         if padding_mode != "zeros":
             for module in self.unet.modules():
                 if isinstance(module, nn.Conv2d):

@@ -70,6 +70,9 @@ class SampleConfig:
 
     n: int = 64
     seed: int = 1234
+    size: str = ""
+    """``WIDTHxHEIGHT`` to sample at another size than the data's (fully convolutional
+    families, e.g. textures); empty: the data's size."""
 
     POSITIVE: ClassVar = ("n",)
 

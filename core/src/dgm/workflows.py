@@ -26,7 +26,8 @@ from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
 from dgm.registry import Entry, Registry
 from dgm.runs import RunDir, write_json, write_text_atomic
-from dgm.settings import bind
+from dgm.settings import bind, parameters
+from dgm.sizes import parse_size
 from dgm.training import Trainer, make_accelerator
 
 RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
@@ -160,16 +161,27 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
 
 def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
                loaded: Loaded | None = None, batch_size: int = 256,
-               options: dict[str, Any] | None = None, condition: str | None = None) -> Path:
+               options: dict[str, Any] | None = None, condition: str | None = None,
+               size: str | None = None) -> Path:
     """Draw ``n`` samples, write each as a file and a preview grid: ``dgm sample``.
     ``options`` go to the family's ``sample`` (e.g. ``sampler``, ``steps``); ``condition``
-    names a class of the run's data (``seven``) that every sample is drawn for."""
-    family, modality, _ = loaded or load_family(run)
-    options = options or {}
+    names a class of the run's data (``seven``) that every sample is drawn for; ``size``
+    (``"1024x768"``, width x height) samples at another size than the training data's,
+    where the family and its networks can (default: the recipe's ``[sample] size``)."""
+    family, modality, recipe = loaded or load_family(run)
+    options = dict(options or {})
     bind(family.sample, options, "dgm sample --option",
-         provided=("n", "generator", "condition"))
+         provided=("n", "generator", "condition", "size"))
+    size = size or recipe.sample.size
+    if size:
+        options["size"] = _sample_size(size, family, run)
     index = None if condition is None else condition_index(run, family, condition)
-    samples = draw_samples(family, n, batch_size, seed, options, condition=index)
+    try:
+        samples = draw_samples(family, n, batch_size, seed, options, condition=index)
+    except ValueError as exc:
+        if "size" not in options:
+            raise
+        raise RecipeError(f"size {size!r} for run {str(run.path)!r}: {exc}") from None
     out = Path(out) if out else run.samples_dir
     out.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(samples):
@@ -179,6 +191,17 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
     modality.preview(samples, grid)
     echo(f"wrote {n} samples and {grid}")
     return grid
+
+
+def _sample_size(size: str, family: Family, run: RunDir) -> tuple[int, int]:
+    """``"WIDTHxHEIGHT"`` as (height, width), checked against the family's ``sample``."""
+    if "size" not in parameters(family.sample):
+        raise RecipeError(f"size {size!r}: the {type(family).__name__} of run "
+                          f"{str(run.path)!r} samples only at its training size")
+    try:
+        return parse_size(size)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def condition_index(run: RunDir, family: Family, name: str) -> int:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.contract import Batch, DataInfo, Family, LogLikelihood
+from dgm.sizes import sample_shape
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler
@@ -108,10 +109,13 @@ class Diffusion(Family):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None, sampler: str | None = None,
-               steps: int | None = None) -> Tensor:
+               steps: int | None = None, size: tuple[int, int] | None = None) -> Tensor:
         """``n`` samples with ``sampler`` ("ddpm", "ddim" or "dpm-solver++") at ``steps``
         network evaluations (defaults: the recipe's). Discrete data is snapped to its
-        grid. ``condition`` holds class indices (random classes when it is None)."""
+        grid. ``condition`` holds class indices (random classes when it is None).
+        ``size`` = (height, width) samples at another size than the data's, where the
+        denoiser is fully convolutional (see :mod:`dgm.sizes`)."""
+        shape = sample_shape(self.info.shape, size, self.denoiser, "denoiser")
         device = self.alphas_cumprod.device
         scheduler = make_sampler(sampler or self.sampler, self.scheduler, clip=self.discrete)
         steps = steps or self.sampling_steps
@@ -123,7 +127,7 @@ class Diffusion(Family):
         if self.conditional:
             labels = (condition.to(device) if condition is not None
                       else self._random_labels(n, generator, device))
-        x = torch.randn((n, *self.info.shape), generator=generator, device=device)
+        x = torch.randn((n, *shape), generator=generator, device=device)
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(x, t)

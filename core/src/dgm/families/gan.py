@@ -20,6 +20,8 @@ from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
 from dgm.contract import Batch, Family, Prior
+from dgm.priors import StandardNormal
+from dgm.sizes import sample_shape
 
 GANLoss = Literal["non-saturating", "hinge"]
 LOSSES: tuple[str, ...] = ("non-saturating", "hinge")
@@ -76,8 +78,8 @@ class GAN(Family):
     def __init__(self, generator: nn.Module, critic: nn.Module, prior: Prior,
                  loss: GANLoss = "non-saturating", r1_gamma: float = 0.0,
                  critic_lr_ratio: float = 1.0,
-                 betas: tuple[float, float] = (0.5, 0.999), levels: int | None = None
-                 ) -> None:
+                 betas: tuple[float, float] = (0.5, 0.999), levels: int | None = None,
+                 data_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -97,6 +99,7 @@ class GAN(Family):
         self.critic_lr_ratio = critic_lr_ratio
         self.betas = (float(betas[0]), float(betas[1]))
         self.levels = levels
+        self.data_shape = tuple(data_shape) if data_shape is not None else None
 
     def score(self, x: Tensor) -> Tensor:
         """Critic scores, one per example: ``(B,)``."""
@@ -145,12 +148,31 @@ class GAN(Family):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
-               condition: Tensor | None = None) -> Tensor:
-        x = self.generator(self.prior.sample(n, generator)).clamp(-1, 1)
+               condition: Tensor | None = None, size: tuple[int, int] | None = None
+               ) -> Tensor:
+        """``n`` samples of G(z). ``size`` = (height, width) draws a noise map for that
+        output size, where the generator is spatial (it has ``latent_shape``)."""
+        z = self.prior.sample(n, generator)
+        if size is not None:
+            z = self._latents_for(n, size, generator, z.device)
+        x = self.generator(z).clamp(-1, 1)
         if self.levels:
             half_steps = (self.levels - 1) / 2
             x = torch.round((x + 1) * half_steps) / half_steps - 1
         return x
+
+    def _latents_for(self, n: int, size: tuple[int, int], generator: torch.Generator | None,
+                     device: torch.device) -> Tensor:
+        latent_shape = getattr(self.generator, "latent_shape", None)
+        if latent_shape is None:
+            raise ValueError(f"the generator ({type(self.generator).__name__}) maps one "
+                             "latent vector to the training size only; a spatial generator "
+                             "(one with latent_shape) makes any size")
+        if not isinstance(self.prior, StandardNormal):
+            raise ValueError(f"sampling at another size needs a standard normal prior, not "
+                             f"{type(self.prior).__name__}")
+        shape = sample_shape(self.data_shape, size, self.generator, "generator")
+        return torch.randn((n, *latent_shape(shape)), generator=generator, device=device)
 
 
 def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
@@ -166,6 +188,10 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     ``critic_lr_ratio`` is the critic's learning rate over the generator's
     (``train.lr``); ``betas`` are Adam's for both networks (default [0.5, 0.999]);
     ``snap_to_levels`` rounds samples of discrete data to the data's grid of levels.
+
+    A *spatial* generator (one with a method ``latent_shape(data_shape)``, e.g. a
+    texture generator on a noise map with ``latent_dim`` channels) gets a prior over
+    latents of that shape, and samples at any size it supports (``dgm sample --size``).
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
@@ -173,8 +199,10 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     critic = ctx.network("critic", data_shape=ctx.info.shape)
     if spectral_norm:
         apply_spectral_norm(critic)
-    prior = ctx.prior((latent_dim,))
+    latent_shape = getattr(generator, "latent_shape", None)
+    prior = ctx.prior(tuple(latent_shape(ctx.info.shape)) if latent_shape else (latent_dim,))
     return GAN(generator, critic, prior, loss=loss, r1_gamma=r1_gamma,
                critic_lr_ratio=critic_lr_ratio,
                betas=tuple(betas) if betas is not None else (0.5, 0.999),
-               levels=ctx.info.levels if snap_to_levels else None)
+               levels=ctx.info.levels if snap_to_levels else None,
+               data_shape=ctx.info.shape)
