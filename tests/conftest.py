@@ -13,6 +13,8 @@ from dgm import plugins
 
 REPO = Path(__file__).resolve().parents[1]
 
+collect_ignore = ["plugin_projects"]  # third-party projects with their own test suites
+
 
 @pytest.fixture
 def host():

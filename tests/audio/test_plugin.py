@@ -24,3 +24,21 @@ def test_a_bad_representation_in_a_recipe_names_the_table(in_tmp, capsys):
     assert main(["run", str(recipe), "run.dir=out", "data.representation=mfcc"]) == 2
     err = capsys.readouterr().err
     assert "[data]" in err and "mfcc" in err and "log-mel" in err
+
+
+def test_the_audio_plugin_declares_register_vocoders_for_other_plugins(host):
+    from dgm import hookimpl
+    from dgm.testing import registered_plugin
+    from dgm_audio.representations import griffin_lim
+    from dgm_audio.vocoders import vocoders
+
+    assert vocoders() == {"audio:griffin-lim": griffin_lim}
+
+    class Neural:
+        @hookimpl
+        def register_vocoders(self, register):
+            register("tiny", lambda linear, log_mel: linear)
+
+    with registered_plugin(Neural(), "neural", host):
+        assert set(vocoders()) == {"audio:griffin-lim", "neural:tiny"}
+    assert set(vocoders()) == {"audio:griffin-lim"}

@@ -10,7 +10,7 @@ import textwrap
 import pluggy
 import pytest
 
-from dgm import hookimpl
+from dgm import hookimpl, hookspec, hookspecs
 from dgm.errors import RegistryError
 from dgm.testing import registered_plugin
 from tests.conftest import dgm_cli
@@ -119,3 +119,118 @@ def test_registered_plugin_adds_and_removes_its_entries(host):
         assert host.registry.get("likelihoods", "uniform").name == "extra:uniform"
     with pytest.raises(RegistryError, match="unknown likelihood 'extra:uniform'"):
         host.registry.get("likelihoods", "extra:uniform")
+
+
+def test_a_hook_with_a_wrong_signature_is_reported_and_the_rest_work(tmp_path):
+    fake_distribution(tmp_path, "wrongsig", """
+        from dgm import hookimpl
+
+        @hookimpl
+        def register_datasets(register, registry):
+            register("x", object)
+        """)
+    found = plugins_json(tmp_path)
+    error = found["wrongsig"]["error"]
+    assert found["wrongsig"]["loaded"] is False
+    assert "PluginValidationError" in error and "'wrongsig'" in error
+    assert "{'registry'} are declared in the hookimpl but can not be found in the hookspec" \
+        in error
+    assert found["image"]["loaded"] and found["image"]["error"] is None
+
+
+def test_a_hook_no_spec_declares_is_reported_with_the_closest_name(tmp_path):
+    fake_distribution(tmp_path, "typo", """
+        from dgm import hookimpl
+
+        @hookimpl
+        def register_dataset(register):
+            register("x", object)
+        """)
+    found = plugins_json(tmp_path)
+    assert "implements hook 'register_dataset', which no hookspec declares; did you mean " \
+           "'register_datasets'?" in found["typo"]["error"]
+
+
+def test_a_plugin_targeting_a_newer_hook_api_is_reported(tmp_path):
+    fake_distribution(tmp_path, "future", """
+        dgm_hook_api = 99
+        """)
+    found = plugins_json(tmp_path)
+    assert found["future"]["loaded"]
+    assert "targets dgm hook API 99, but this dgm has hook API 1" in \
+        found["future"]["warnings"][0]
+    text = dgm_cli("plugins", env={"PYTHONPATH": str(tmp_path)}).stdout
+    assert "warning: targets dgm hook API 99" in text
+
+
+class OldSpecs:
+    """A throw-away hookspec module with a deprecated hook and a deprecated argument."""
+
+    @hookspecs.deprecated_hook("use register_datasets(register) instead", since=1)
+    def register_old_things(self, register):
+        """Old."""
+
+    @hookspecs.deprecated_args(since=1, table="call register(...) instead")
+    def register_new_things(self, register, table):
+        """New, with an old argument."""
+
+
+def test_implementing_a_deprecated_hook_or_argument_warns_naming_it():
+    from dgm.plugins import PluginHost
+
+    host = PluginHost()
+    host.pm.add_hookspecs(OldSpecs)
+
+    class Old:
+        @hookimpl
+        def register_old_things(self, register):
+            pass
+
+        @hookimpl
+        def register_new_things(self, register, table):
+            pass
+
+    with pytest.warns(hookspecs.DgmHookDeprecationWarning) as caught, \
+            registered_plugin(Old(), "old", host):
+        warned = list(host.plugins["old"].warnings)
+    messages = [str(w.message) for w in caught]
+    assert any("hook 'register_old_things' is deprecated since dgm hook API 1 and will be "
+               "removed in hook API 2: use register_datasets(register) instead" in m
+               for m in messages), messages
+    assert any("argument 'table' of hook 'register_new_things' is deprecated" in m
+               for m in messages), messages
+    assert len(warned) == 2
+
+
+class SoundSpecs:
+    @hookspec
+    def register_sounds(self, register):
+        """Register sounds (declared by a plugin for other plugins)."""
+
+
+def test_a_plugin_declares_a_hook_that_another_plugin_implements():
+    from dgm.plugins import PluginHost
+
+    class Declarer:
+        @hookimpl
+        def register_hookspecs(self, register):
+            register(SoundSpecs)
+
+        @hookimpl
+        def register_sounds(self, register):
+            register("beep")
+
+    class Implementer:
+        @hookimpl
+        def register_sounds(self, register):
+            register("chirp")
+
+    host = PluginHost()
+    host.add_plugin(Implementer(), "second")  # loads before the plugin declaring the hook
+    assert "implements hook 'register_sounds'" in host.unknown_hooks()["second"][0]
+    host.add_plugin(Declarer(), "first")
+    assert host.unknown_hooks() == {} and not host.plugins["first"].error
+    host.pm.check_pending()
+    found = []
+    host.pm.hook.register_sounds(register=found.append)
+    assert sorted(found) == ["beep", "chirp"]

@@ -32,6 +32,7 @@ signature is its documentation and its schema.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from dgm import hookspec
 
@@ -39,7 +40,73 @@ Register = Callable[..., None]
 """``register(name, obj, description="")``: add one entry to the registry."""
 
 HOOK_API_VERSION = 1
-"""Version of this hook API; bumped when a hook or an argument changes incompatibly."""
+"""Version of this hook API; bumped when a hook or an argument changes incompatibly.
+A plugin may say which version it targets with a module attribute ``dgm_hook_api = 1``;
+the host reports a plugin that targets a newer API than its own."""
+
+
+class DgmHookDeprecationWarning(DeprecationWarning):
+    """Raised (as a warning) when a plugin implements a deprecated hook or argument."""
+
+
+def deprecated_hook(replacement: str, since: int = HOOK_API_VERSION) -> Callable[[Any], Any]:
+    """Mark a hookspec deprecated: a plugin implementing it gets a
+    :class:`DgmHookDeprecationWarning` naming the hook and ``replacement`` when it is
+    registered (pluggy's ``warn_on_impl``). Use instead of ``@hookspec``::
+
+        @deprecated_hook("use register_things(register) instead")
+        def register_stuff(register): ...
+    """
+
+    def mark(func: Any) -> Any:
+        warning = DgmHookDeprecationWarning(
+            f"hook {func.__name__!r} is deprecated since dgm hook API {since} and will be "
+            f"removed in hook API {since + 1}: {replacement}")
+        return hookspec(warn_on_impl=warning)(func)
+
+    return mark
+
+
+def deprecated_args(since: int = HOOK_API_VERSION, **replacements: str
+                    ) -> Callable[[Any], Any]:
+    """Mark arguments of a hookspec deprecated (pluggy's ``warn_on_impl_args``): a plugin
+    whose implementation takes one gets a :class:`DgmHookDeprecationWarning` naming the
+    hook, the argument and its replacement. Use instead of ``@hookspec``::
+
+        @deprecated_args(registry="call register(...) instead")
+        def register_things(register, registry): ...
+    """
+
+    def mark(func: Any) -> Any:
+        args = {name: DgmHookDeprecationWarning(
+            f"argument {name!r} of hook {func.__name__!r} is deprecated since dgm hook API "
+            f"{since} and will be removed in hook API {since + 1}: {why}")
+            for name, why in replacements.items()}
+        return hookspec(warn_on_impl_args=args)(func)
+
+    return mark
+
+
+
+# -------------------------------------------------------------------------------------
+# Plugins extending dgm's hooks
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_hookspecs(register: Callable[[object], None]) -> None:
+    """Declare new hooks that other plugins may implement (as pytest's
+    ``pytest_addhooks``).
+
+    :param register: call ``register(module_or_class)`` with an object whose functions
+        are marked with ``@dgm.hookspec``; they join the host's hooks.
+
+    Called once for each plugin, right after it is registered and before its
+    ``register_*`` hooks. The declaring plugin calls its hooks itself when it needs
+    them, through ``dgm.plugins.get_host().pm.hook.<name>(...)``; a plugin implementing
+    a hook that no loaded plugin declares is reported by ``dgm plugins``. The audio
+    plugin declares ``register_vocoders(register)`` this way (``dgm_audio.hookspecs``).
+    """
 
 
 # -------------------------------------------------------------------------------------

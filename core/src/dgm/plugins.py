@@ -11,9 +11,11 @@ Environment variables:
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -38,6 +40,8 @@ class PluginInfo:
     loaded: bool
     error: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Deprecated hooks it implements, a newer hook API than the host's, ..."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class PluginInfo:
             "loaded": self.loaded,
             "error": self.error,
             "registered": self.registered,
+            "warnings": self.warnings,
         }
 
 
@@ -82,19 +87,37 @@ class PluginHost:
                 self._fail(ep.name, dist, version, _describe(exc))
                 continue
             self.add_plugin(module, ep.name, dist, version)
+        self.report_unknown_hooks()
 
     def add_plugin(self, plugin: object, name: str, distribution: str = "?",
                    version: str = "?") -> None:
-        """Register one plugin object and run its registration hooks."""
-        try:
-            self.pm.register(plugin, name=name)
-        except Exception as exc:
-            self._fail(name, distribution, version, _describe(exc))
-            return
+        """Register one plugin object and run its registration hooks. A plugin that
+        pluggy refuses (a hookimpl whose arguments the hookspec does not have) is
+        reported against ``name`` and not registered."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.pm.register(plugin, name=name)
+            except Exception as exc:
+                self._fail(name, distribution, version, _describe(exc))
+                return
         info = PluginInfo(name, distribution, version, loaded=True)
         self.plugins[name] = info
+        for w in caught:  # deprecated hooks: shown by `dgm plugins`, and warned again
+            info.warnings.append(f"{w.category.__name__}: {w.message}")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        target = getattr(plugin, "dgm_hook_api", None)
+        if isinstance(target, int) and target > hookspecs.HOOK_API_VERSION:
+            info.warnings.append(
+                f"targets dgm hook API {target}, but this dgm has hook API "
+                f"{hookspecs.HOOK_API_VERSION}: upgrade dgm (pip install -U dgm-core)")
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         errors = []
+        declare = self.pm.subset_hook_caller("register_hookspecs", remove_plugins=others)
+        try:
+            declare(register=self.pm.add_hookspecs)
+        except Exception as exc:
+            errors.append(f"register_hookspecs raised {_describe(exc)}")
         for kind in KINDS:
             caller = self.pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
 
@@ -112,6 +135,30 @@ class PluginHost:
         info.registered = self.registry.by_plugin(name)
         if errors:
             info.error = "; ".join(errors)
+
+    def unknown_hooks(self) -> dict[str, list[str]]:
+        """Hook implementations no hookspec declares (misspelt names), by plugin."""
+        specified = [n for n, c in vars(self.pm.hook).items()
+                     if not n.startswith("_") and c.has_spec()]
+        out: dict[str, list[str]] = {}
+        for hook_name, caller in vars(self.pm.hook).items():
+            if hook_name.startswith("_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if not impl.optionalhook:
+                    close = difflib.get_close_matches(hook_name, specified, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    out.setdefault(impl.plugin_name, []).append(
+                        f"implements hook {hook_name!r}, which no hookspec declares{hint}")
+        return out
+
+    def report_unknown_hooks(self) -> None:
+        """Add :meth:`unknown_hooks` to the plugins' errors (after all have loaded, since
+        a plugin may declare hooks that others implement)."""
+        for name, problems in self.unknown_hooks().items():
+            info = self.plugins.get(name)
+            if info is not None:
+                info.error = "; ".join([info.error, *problems] if info.error else problems)
 
     def remove_plugin(self, name: str) -> None:
         """Unregister a plugin and drop its entries (used by test fixtures)."""

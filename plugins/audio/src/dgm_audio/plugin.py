@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from dgm import hookimpl
 from dgm.hookspecs import Register
-from dgm_audio import datasets, metrics, networks
+from dgm_audio import datasets, hookspecs, metrics, networks
 from dgm_audio.modality import audio_modality
+from dgm_audio.representations import griffin_lim
+
+
+@hookimpl
+def register_hookspecs(register) -> None:
+    register(hookspecs)  # register_vocoders, for other plugins
+
+
+@hookimpl
+def register_vocoders(register) -> None:
+    register("griffin-lim", griffin_lim, "Griffin-Lim phase recovery (torchaudio)")
 
 
 @hookimpl

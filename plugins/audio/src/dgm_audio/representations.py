@@ -86,12 +86,19 @@ class LogMel(nn.Module):
         mel = (torch.exp(log_mel.float() * self.log_scale + self.log_center)
                - self.floor).clamp_min(0.0)
         linear = self.inverse_mel(mel).clamp_min(0.0)
-        frames = log_mel.shape[-1]
-        # Griffin-Lim on frames + 1 (the centred last frame, dropped by forward, repeated)
-        linear = torch.cat([linear, linear[..., -1:]], dim=-1)
-        wave = AF.griffinlim(linear, self.window, self.n_fft, self.hop, self.n_fft, 2.0,
-                             self.griffin_lim_iters, 0.99, frames * self.hop, False)
-        return wave.clamp(-1.0, 1.0)
+        return griffin_lim(linear, self)
+
+
+@torch.no_grad()
+def griffin_lim(linear: Tensor, log_mel: LogMel) -> Tensor:
+    """The audio plugin's vocoder (registered as ``audio:griffin-lim``): phase from
+    Griffin-Lim for a magnitude spectrogram of ``frames`` frames made by ``log_mel``."""
+    frames = linear.shape[-1]
+    # Griffin-Lim on frames + 1 (the centred last frame, dropped by forward, repeated)
+    linear = torch.cat([linear, linear[..., -1:]], dim=-1)
+    wave = AF.griffinlim(linear, log_mel.window, log_mel.n_fft, log_mel.hop, log_mel.n_fft,
+                         2.0, log_mel.griffin_lim_iters, 0.99, frames * log_mel.hop, False)
+    return wave.clamp(-1.0, 1.0)
 
 
 def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: int = 512,
