@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dgm import __version__
+from dgm.cpu_allocator import keep_freed_memory
 from dgm.errors import DgmError, RecipeError, RunDirError
 
 EPILOG = ("Errors print as one paragraph; add --traceback (or set DGM_TRACEBACK=1) to see "
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_freed_memory()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # only install and uninstall pass options through (to pip)

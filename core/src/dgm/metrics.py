@@ -161,7 +161,8 @@ def sliced_wasserstein(a: Tensor, b: Tensor, n_projections: int, seed: int) -> f
 def patch_swd_distance(x: Tensor, y: Tensor, levels: int = 3, patch_size: int = 7,
                        n_projections: int = 128, max_patches: int = 16384,
                        seed: int = 0) -> float:
-    """Multi-scale patch sliced Wasserstein distance between two batches of images.
+    """Multi-scale patch sliced Wasserstein distance between two batches of images
+    (the two may differ in size, e.g. generated textures against a photograph).
 
     For each level of a Laplacian pyramid: cut the same number ``k`` of patches of the
     level's size (:func:`level_patch_size`) from each set at random positions (every
@@ -176,16 +177,20 @@ def patch_swd_distance(x: Tensor, y: Tensor, levels: int = 3, patch_size: int = 
         if t.dim() != 4:
             raise ValueError(f"patch-swd works on images shaped (N, C, H, W); the "
                              f"{what} are shaped {tuple(t.shape)}")
-    _check_pair(x, y, "patch-swd")
-    if min(x.shape[-2:]) < 2:
-        raise ValueError(f"patch-swd: images must be at least 2x2, got {tuple(x.shape[-2:])}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"patch-swd: samples have {x.shape[1]} channels, the reference "
+                         f"{y.shape[1]}")
+    if min(*x.shape[-2:], *y.shape[-2:]) < 2:
+        raise ValueError(f"patch-swd: images must be at least 2x2, got {tuple(x.shape[-2:])} "
+                         f"and {tuple(y.shape[-2:])}")
     x = x.detach().to("cpu", torch.float64)
     y = y.detach().to("cpu", torch.float64)
     channels = x.shape[1]
     distances = []
     for level, (bx, by) in enumerate(zip(laplacian_pyramid(x, levels),
                                          laplacian_pyramid(y, levels), strict=True)):
-        size = level_patch_size(bx.shape[-2], bx.shape[-1], patch_size)
+        size = level_patch_size(min(bx.shape[-2], by.shape[-2]),
+                                min(bx.shape[-1], by.shape[-1]), patch_size)
         k = min(_patch_count(bx, size), _patch_count(by, size), max_patches)
         px = random_patches(bx, size, k, seed + level)
         py = random_patches(by, size, k, seed + level)

@@ -53,7 +53,7 @@ def sample_shape(data_shape: Sequence[int], size: Sequence[int] | None, network:
                          "convolutional network (one with size_multiple) makes any size")
     if height < 1 or width < 1 or height % multiple or width % multiple:
         def near(v: int) -> int:
-            return max(multiple, round(v / multiple) * multiple)
+            return max(multiple, int(v / multiple + 0.5) * multiple)  # halves round up
 
         raise ValueError(f"the {role} network ({name}) makes sizes whose width and height "
                          f"are multiples of {multiple}; {width}x{height} is not (nearest: "

@@ -195,13 +195,14 @@ def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, e
 
 def _sample_size(size: str, family: Family, run: RunDir) -> tuple[int, int]:
     """``"WIDTHxHEIGHT"`` as (height, width), checked against the family's ``sample``."""
+    try:
+        parsed = parse_size(size)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
     if "size" not in parameters(family.sample):
         raise RecipeError(f"size {size!r}: the {type(family).__name__} of run "
                           f"{str(run.path)!r} samples only at its training size")
-    try:
-        return parse_size(size)
-    except ValueError as exc:
-        raise RecipeError(str(exc)) from None
+    return parsed
 
 
 def condition_index(run: RunDir, family: Family, name: str) -> int:
