@@ -22,9 +22,26 @@ def error_of(capsys, *argv: str) -> str:
 
 
 def test_unknown_recipe_key_names_file_key_and_closest(capsys, in_tmp):
-    err = error_of(capsys, "run", RECIPE, "train.stpes=5")
-    assert "digits-vae.toml: [train]: unknown key 'stpes'. Did you mean 'steps'?" in err
+    (in_tmp / "typo.toml").write_text((REPO / "recipes" / "image" / "digits-vae.toml")
+                                      .read_text().replace("steps = 1000", "stpes = 5"))
+    err = error_of(capsys, "run", "typo.toml", "train.lr=0.01")
+    assert "typo.toml: [train]: unknown key 'stpes'. Did you mean 'steps'?" in err
     assert "Expected one of: steps, lr" in err
+
+
+def test_errors_about_command_line_keys_name_the_override(capsys, in_tmp):
+    err = error_of(capsys, "run", RECIPE, "train.stpes=5")
+    assert ("dgm: error: command-line override train.stpes=5: [train]: unknown key 'stpes'. "
+            "Did you mean 'steps'?") in err
+    err = error_of(capsys, "run", RECIPE, "family.bogus=1")
+    assert "command-line override family.bogus=1: [family]: unknown key 'bogus'" in err
+    err = error_of(capsys, "run", RECIPE, "networks.encoder.hiden=[8]")
+    assert ("command-line override networks.encoder.hiden=[8]: [networks.encoder]: unknown "
+            "key 'hiden'") in err
+    err = error_of(capsys, "run", RECIPE, "family.name=core:vea")
+    assert "command-line override family.name=core:vea: family.name: unknown family" in err
+    err = error_of(capsys, "run", RECIPE, "trian.steps=3")
+    assert "command-line override trian.steps=3: unknown section [trian]" in err
 
 
 def test_wrong_type_names_key_and_expected_type(capsys, in_tmp):
@@ -120,7 +137,7 @@ def test_unknown_data_key_suggests_the_trainer_keys_too(capsys, in_tmp):
 
 
 def test_every_command_says_what_it_does(capsys):
-    for command in ("run", "sample", "evaluate", "recipes", "plugins"):
+    for command in ("run", "sample", "evaluate", "recipes", "plugins", "show"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0

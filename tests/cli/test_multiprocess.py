@@ -1,5 +1,6 @@
 """Two processes (torchrun, gloo on CPU) train the same recipe as one process with the
-same global batch: data sharded, one set of files written, the same final weights."""
+same global batch: data sharded, one set of files written, the same final weights, the
+same EMA weights."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ RECIPE = str(REPO / "recipes/image/digits-pixelcnn.toml")
 SMALL = ["networks.autoregressive.hidden=8", "networks.autoregressive.layers=2",
          "networks.autoregressive.dropout=0.0", "train.steps=6", "train.progress=false",
          "train.checkpoint_every=3", "train.log_every=2", "sample.n=2",
+         "train.ema=true", "train.ema_decay=0.5",
          "evaluate.max_examples=8", "evaluate.metrics=[]"]
 
 
@@ -42,6 +44,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(in_tmp):
         torch.testing.assert_close(two_weights[name], tensor, atol=1e-5, rtol=1e-4)
     assert sorted(p.name for p in (in_tmp / "two" / "checkpoints").iterdir()) == [
         "step-00000003", "step-00000006"]
+    for name in ("model.safetensors", "ema.safetensors"):  # raw weights and their EMA
+        two_state = load_file(in_tmp / "two" / "checkpoints" / "step-00000006" / name)
+        one_state = load_file(in_tmp / "one" / "checkpoints" / "step-00000006" / name)
+        for key, tensor in one_state.items():
+            torch.testing.assert_close(two_state[key], tensor, atol=1e-5, rtol=1e-4)
+    raw = load_file(in_tmp / "two" / "checkpoints" / "step-00000006" / "model.safetensors")
+    assert any(not torch.equal(raw[k], two_weights[k]) for k in raw)  # final = EMA
     assert (in_tmp / "two" / "evaluation.json").is_file()
     logged = {name: [json.loads(line)["loss"] for line in
                      (in_tmp / name / "metrics.jsonl").read_text().splitlines()]

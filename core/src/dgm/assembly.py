@@ -43,6 +43,27 @@ def build_modality(info: DataInfo, registry: Registry) -> Modality:
     return factory(info=info) if "info" in parameters(factory) else factory()
 
 
+CORE_DENOISERS = {1: "core:mlp-denoiser", 2: "core:conv1d-denoiser", 3: "core:unet2d"}
+"""The core denoiser for examples shaped (D,), (C, L) and (C, H, W)."""
+
+
+def role_examples(registry: Registry, role: str, shape: tuple[int, ...] = ()) -> list[str]:
+    """Registered networks for ``role``: the core denoiser that fits ``shape``, then those
+    registered modalities use as their default (modalities whose factory needs a
+    ``DataInfo`` are skipped)."""
+    names: list[str] = []
+    if role == "denoiser" and len(shape) in CORE_DENOISERS:
+        names.append(CORE_DENOISERS[len(shape)])
+    for entry in registry.entries("modalities"):
+        try:
+            name = entry.obj().networks.get(role)
+            if name and name not in names:
+                names.append(registry.get("networks", name).name)
+        except Exception:  # noqa: BLE001 - a modality that cannot be built gives no example
+            continue
+    return names
+
+
 class BuildContext:
     """What a family factory receives: the data's description and builders for the
     parts the recipe names (or the modality's defaults where it names none)."""
@@ -61,8 +82,16 @@ class BuildContext:
         where = self.recipe.where(f"[networks.{role}]")
         name = table.pop("name", None) or self.modality.networks.get(role)
         if name is None:
-            raise RecipeError(f"{where}: no network named for role {role!r} and modality "
-                              f"{self.modality.name!r} has no default for it")
+            examples = role_examples(self.registry, role, tuple(self.info.shape))
+            example = examples[0] if examples else "PLUGIN:NETWORK"
+            known = ", ".join(sorted(self.modality.networks)) or "none"
+            others = (f" (registered networks for this role: {', '.join(examples)})"
+                      if examples else " (no registered modality has a default for it: "
+                      "register a network and name it)")
+            raise RecipeError(f"{where}: modality {self.modality.name!r} has no default "
+                              f"network for role {role!r} (it has defaults for: {known}); "
+                              f"name one, e.g. [networks.{role}] name = \"{example}\""
+                              f"{others}")
         entry = self.registry.get("networks", name, where=where)
         params = parameters(entry.obj)
         accepted = {k: v for k, v in structural.items() if k in params

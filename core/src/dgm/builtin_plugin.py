@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dgm import hookimpl
-from dgm.denoisers import MLPDenoiser, UNet2DDenoiser
+from dgm.denoisers import Conv1dDenoiser, MLPDenoiser, UNet2DDenoiser
 from dgm.families.autoregressive import build_autoregressive
 from dgm.families.diffusion import build_diffusion
 from dgm.families.flow import build_flow
@@ -78,4 +78,6 @@ def register_datasets(register: Register) -> None:
 def register_networks(register: Register) -> None:
     register("unet2d", UNet2DDenoiser, "diffusers UNet2DModel denoiser for (C, H, W) arrays "
              "(x_t, t, labels); circular padding on request")
-    register("mlp-denoiser", MLPDenoiser, "Residual MLP denoiser for vectors (latents)")
+    register("conv1d-denoiser", Conv1dDenoiser, "Residual 1-D conv denoiser for (C, L) "
+             "signals; circular padding on request")
+    register("mlp-denoiser", MLPDenoiser, "Residual MLP denoiser for flat vectors (latents)")

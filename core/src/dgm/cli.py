@@ -14,6 +14,9 @@ from pathlib import Path
 from dgm import __version__
 from dgm.cpu_allocator import keep_freed_memory
 from dgm.errors import DgmError, RecipeError, RunDirError
+from dgm.registry import SINGULAR
+
+SINGULAR_KINDS = tuple(SINGULAR.values())
 
 EPILOG = ("Errors print as one paragraph; add --traceback (or set DGM_TRACEBACK=1) to see "
           "the Python traceback. DGM_PLUGINS=a,b loads only those plugins (empty: none); "
@@ -116,12 +119,65 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
         print("no plugins loaded")
 
 
+STRUCTURAL = {
+    "networks": ("data_shape", "latent_dim", "param_channels", "num_classes", "in_channels",
+                 "out_channels"),
+    "datasets": ("split",), "families": ("ctx",), "priors": ("shape",),
+    "modalities": ("info",)}
+"""Arguments a family or dgm passes itself: not settings a recipe gives."""
+TABLES = {"networks": "[networks.<role>]", "datasets": "[data]", "families": "[family]",
+          "priors": "[prior]", "likelihoods": "[likelihood]"}
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    import inspect
+
+    from dgm.plugins import get_registry
+    from dgm.settings import settings_of
+
+    registry = get_registry()
+    kinds = {singular: kind for kind, singular in SINGULAR.items()}
+    entries = ([registry.get(kinds[args.kind], args.name)] if args.kind
+               else registry.find(args.name))
+    for i, entry in enumerate(entries):
+        print(("\n" if i else "") + f"{entry.name}  ({SINGULAR[entry.kind]}, plugin "
+              f"{entry.plugin})")
+        doc = entry.description or (inspect.getdoc(entry.obj) or "").split("\n\n")[0]
+        if doc:
+            print(textwrap.fill(" ".join(doc.split()), width=88, initial_indent="  ",
+                                subsequent_indent="  "))
+        if entry.kind == "recipes":
+            print(f"  file: {entry.obj}")
+            continue
+        if entry.kind == "modalities":
+            try:
+                modality = entry.obj()
+            except Exception:  # noqa: BLE001 - a modality that needs its data's DataInfo
+                modality = None
+            for role, network in (modality.networks if modality else {}).items():
+                print(f"  default {role}: {network}")
+            if modality:
+                print(f"  default likelihood: {modality.likelihood}")
+            continue
+        rows = settings_of(entry.obj, STRUCTURAL.get(entry.kind, ()))
+        table = TABLES.get(entry.kind)
+        print(f"settings{f' ({table} keys)' if table else ''}:" if rows else
+              "settings: none")
+        name_w = max((len(r[0]) for r in rows), default=0)
+        type_w = max((len(r[1]) for r in rows), default=0)
+        for name, kind, default in rows:
+            if default not in ("required", "optional", ""):
+                default = f"default {default}"
+            print(f"  {name.ljust(name_w)}  {kind.ljust(type_w)}  {default}".rstrip())
+
+
 def _cmd_plugin_new(args: argparse.Namespace) -> None:
     from dgm.scaffold import new_plugin
 
     root = new_plugin(args.name, args.dir)
-    print(f"wrote {root}/\nnext:\n  dgm install -e {root}\n  cd {root} && python -m pytest"
-          f"\n  dgm run {args.name}:{args.name}-vae")
+    print(f"wrote {root}/\nnext:\n  dgm install -e {root}\n  cd {root} && {sys.executable} -m "
+          f"pytest    # dgm's own python\n  dgm run {args.name}:{args.name}-vae\n  dgm run "
+          f"{args.name}:{args.name}-diffusion")
 
 
 def _pip(args: list[str]) -> None:
@@ -216,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "registers, and the error of any that failed to load.", epilog=EPILOG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("show", help="describe a registered entry and its recipe settings",
+                       description="Print what NAME (a family, network, data set, "
+                       "likelihood, prior, metric, modality or recipe; see `dgm plugins`) "
+                       "is, which plugin registered it, and the settings a recipe may give "
+                       "it: name, type and default, from its factory's signature.",
+                       epilog=EPILOG)
+    p.add_argument("name", help="a registered name, e.g. core:diffusion or unet2d")
+    p.add_argument("--kind", choices=sorted(SINGULAR_KINDS), default=None,
+                   help="look only among entries of this kind")
+    p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("plugin", help="write a new plugin project (dgm plugin new NAME)",
                        description="Plugin authoring; see CONTRIBUTING.md, Writing a plugin.",

@@ -1,6 +1,8 @@
-"""Denoiser networks for diffusion, called as ``denoiser(x_t, t, class_labels)``:
-diffusers' UNet2DModel for any (C, H, W) array (images, log-mel spectrograms) and a
-residual MLP for vectors (latents). Modalities name them as their defaults."""
+"""Denoiser networks for diffusion, called as ``denoiser(x_t, t, class_labels)`` with
+``t`` an int64 tensor (B,) of timesteps in 0..T-1 and ``class_labels`` int64 (B,) or
+None: diffusers' UNet2DModel for any (C, H, W) array (images, log-mel spectrograms), a
+residual 1-D conv network for (C, L) signals, and a residual MLP for flat vectors
+(latents). Modalities name them as their defaults."""
 
 from __future__ import annotations
 
@@ -110,3 +112,68 @@ class MLPDenoiser(nn.Module):
         for block in self.blocks:
             h = h + block(h + emb)
         return self.out(h).reshape(x.shape)
+
+
+class Conv1dDenoiser(nn.Module):
+    """A residual 1-D conv denoiser for signals shaped (C, L): ``denoiser(x_t, t,
+    class_labels)``. Each of ``blocks`` residual blocks holds two convolutions of width
+    ``hidden``, the second dilated by 1, 2, 4, 8, 1, ... so the receptive field grows
+    quickly; time (diffusers' sinusoidal embedding and a learned projection) and the
+    optional class enter every block. The output layer starts at zero. ``padding_mode =
+    "circular"`` wraps the convolutions around the ends (periodic signals)."""
+
+    def __init__(self, data_shape: tuple[int, ...], hidden: int = 64, blocks: int = 4,
+                 kernel_size: int = 5, num_classes: int | None = None, dropout: float = 0.0,
+                 padding_mode: PaddingMode = "zeros") -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+        super().__init__()
+        if len(data_shape) != 2:
+            raise ValueError(f"the 1-D conv denoiser needs (C, L) signals, got data shape "
+                             f"{tuple(data_shape)}; use core:mlp-denoiser for flat vectors "
+                             "or core:unet2d for (C, H, W) arrays")
+        if hidden < 2 or blocks < 1:
+            raise ValueError(f"hidden must be >= 2 and blocks >= 1, got {hidden}, {blocks}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (the output keeps the length), got "
+                             f"{kernel_size}")
+        if padding_mode not in ("zeros", "circular"):
+            raise ValueError(f"padding_mode must be 'zeros' or 'circular', got "
+                             f"{padding_mode!r}")
+        channels = data_shape[0]
+        embed = 4 * hidden
+        groups = math.gcd(hidden, 8)
+
+        def conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv1d:
+            return nn.Conv1d(c_in, c_out, kernel_size, dilation=dilation,
+                             padding=dilation * (kernel_size - 1) // 2,
+                             padding_mode=padding_mode)
+
+        self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(hidden, embed)
+        self.class_embed = nn.Embedding(num_classes, embed) if num_classes else None
+        self.inp = conv(channels, hidden)
+        self.first = nn.ModuleList(
+            nn.Sequential(nn.GroupNorm(groups, hidden), nn.SiLU(), conv(hidden, hidden))
+            for _ in range(blocks))
+        self.emb = nn.ModuleList(nn.Linear(embed, hidden) for _ in range(blocks))
+        self.second = nn.ModuleList(
+            nn.Sequential(nn.GroupNorm(groups, hidden), nn.SiLU(), nn.Dropout(dropout),
+                          conv(hidden, hidden, dilation=2 ** (i % 4)))
+            for i in range(blocks))
+        self.out = nn.Sequential(nn.GroupNorm(groups, hidden), nn.SiLU(),
+                                 conv(hidden, channels))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        emb = self.time_embed(self.time_proj(t).to(x.dtype))
+        if self.class_embed is not None and class_labels is not None:
+            emb = emb + self.class_embed(class_labels)
+        emb = nn.functional.silu(emb)
+        h = self.inp(x)
+        for first, project, second in zip(self.first, self.emb, self.second, strict=True):
+            h = h + second(first(h) + project(emb)[:, :, None])
+        return self.out(h)

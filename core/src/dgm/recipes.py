@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import tomli_w
 
 from dgm.errors import RecipeError
 from dgm.registry import SINGULAR, Registry
-from dgm.settings import dataclass_from
+from dgm.settings import Where, dataclass_from
 
 
 @dataclass
@@ -109,9 +110,26 @@ class Recipe:
 
     tables: dict[str, Any]
     source: str = "<recipe>"
+    overridden: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """Dotted key paths set (or tables created) by command-line overrides, with the
+    override; errors about them name the override instead of the file."""
+
+    def _origin(self, path: tuple[str, ...]) -> str:
+        for n in range(1, len(path) + 1):
+            if path[:n] in self.overridden:
+                return f"command-line override {self.overridden[path[:n]]}"
+        return self.source
 
     def where(self, key: str) -> str:
-        return f"{self.source}: {key}"
+        """``key`` (``"[family]"``, ``"family.name"``, ``"[evaluate] metrics"``) prefixed
+        with where it came from: the recipe file or a command-line override. For a table,
+        an error about one of its keys names that key's own origin (see ``Where``)."""
+        match = re.fullmatch(r"\[([^\]]*)\]\s*(.*)", key)
+        dotted = (match[1] + (f".{match[2]}" if match[2] else "")) if match else key
+        path = tuple(dotted.split("."))
+        keys = {p[-1]: f"command-line override {item}: {key}"
+                for p, item in self.overridden.items() if p[:-1] == path}
+        return Where(f"{self._origin(path)}: {key}", keys)
 
     def table(self, section: str) -> dict[str, Any]:
         value = self.tables.get(section, {})
@@ -161,7 +179,8 @@ class Recipe:
             if section not in SECTIONS:
                 close = difflib.get_close_matches(section, SECTIONS, n=1)
                 hint = f" Did you mean [{close[0]}]?" if close else ""
-                raise RecipeError(f"{self.source}: unknown section [{section}].{hint} "
+                raise RecipeError(f"{self._origin((section,))}: unknown section "
+                                  f"[{section}].{hint} "
                                   f"Sections are: {', '.join(SECTIONS)}.")
             if not isinstance(self.tables[section], dict):
                 raise RecipeError(f"{self.where(section)}: should be a table ([{section}]), "
@@ -177,11 +196,16 @@ class Recipe:
             if name is not None:
                 registry.get(SECTION_KINDS[section], name, where=self.where(section + ".name"))
         for role, table in self.table("networks").items():
-            where = self.where(f"networks.{role}")
-            if not isinstance(table, dict) or not isinstance(table.get("name"), str):
-                raise RecipeError(f"{where}: should be a table with a name, e.g. "
-                                  f"[networks.{role}] name = \"image:conv-decoder\"")
-            registry.get("networks", table["name"], where=where + ".name")
+            if not isinstance(table, dict):
+                raise RecipeError(f"{self.where(f'networks.{role}')}: should be a table "
+                                  f"of settings, e.g. [networks.{role}] hidden = 64 (the "
+                                  "modality's default network for the role), optionally "
+                                  "with a registered network's name")
+            if "name" in table:  # without a name: the modality's default for the role
+                where = self.where(f"networks.{role}.name")
+                if not isinstance(table["name"], str):
+                    raise RecipeError(f"{where}: should be a string, got {table['name']!r}")
+                registry.get("networks", table["name"], where=where)
 
 
 def _example(registry: Registry, kind: str) -> str:
@@ -226,11 +250,14 @@ def apply_override(recipe: Recipe, item: str) -> None:
         raise RecipeError(f"override {item!r}: bad key {key!r}")
     value = parse_value(raw)
     node = recipe.tables
-    for part in parts[:-1]:
+    for n, part in enumerate(parts[:-1]):
+        if part not in node:  # a table the override creates
+            recipe.overridden.setdefault(tuple(parts[:n + 1]), item)
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"override {item!r}: {part!r} is not a table")
     node[parts[-1]] = value
+    recipe.overridden[tuple(parts)] = item
 
 
 def resolved(recipe: Recipe) -> Recipe:
@@ -240,4 +267,4 @@ def resolved(recipe: Recipe) -> Recipe:
     tables["train"] = asdict(recipe.train)
     tables["sample"] = asdict(recipe.sample)
     tables["evaluate"] = {k: v for k, v in asdict(recipe.evaluate).items() if v is not None}
-    return Recipe(tables, recipe.source)
+    return Recipe(tables, recipe.source, dict(recipe.overridden))

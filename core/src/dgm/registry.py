@@ -105,6 +105,29 @@ class Registry:
                 )
         raise RegistryError(self._unknown_message(kind, name, where))
 
+    def find(self, name: str) -> list[Entry]:
+        """Entries of every kind called ``name`` (a full name, or a bare name: every
+        namespace's); an unknown name raises with the closest name of any kind."""
+        found = [entry for entry in self if name in (entry.name, entry.short_name)]
+        if found:
+            return found
+        by_name = {e.name: e for e in self} | {e.short_name: e for e in self}
+        close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.5)
+        msg = f"unknown name {name!r}."
+        if close:
+            entry = by_name[close[0]]
+            msg += f" Did you mean {entry.name!r} ({SINGULAR[entry.kind]})?"
+        msg += " `dgm plugins` lists everything registered."
+        raise RegistryError(msg + self._failed_note(name))
+
+    def _failed_note(self, name: str) -> str:
+        namespace = name.split(":", 1)[0] if ":" in name else None
+        if namespace in self.failed_plugins:
+            return f" Plugin {namespace!r} failed to load: {self.failed_plugins[namespace]}"
+        if self.failed_plugins:
+            return " Plugins that failed to load: " + ", ".join(sorted(self.failed_plugins)) + "."
+        return ""
+
     def _unknown_message(self, kind: str, name: str, where: str) -> str:
         table = self._entries[kind]
         candidates = list(table) + [e.short_name for e in table.values()]
@@ -114,12 +137,7 @@ class Registry:
         if close:
             msg += f" Did you mean {close[0]!r}?"
         msg += f" Registered {kind}: {known}."
-        namespace = name.split(":", 1)[0] if ":" in name else None
-        if namespace in self.failed_plugins:
-            msg += f" Plugin {namespace!r} failed to load: {self.failed_plugins[namespace]}"
-        elif self.failed_plugins:
-            msg += " Plugins that failed to load: " + ", ".join(sorted(self.failed_plugins)) + "."
-        return msg
+        return msg + self._failed_note(name)
 
 
 def _where(where: str) -> str:

@@ -2,7 +2,8 @@
 
 The project holds a working modality (1-D signals shaped ``(channels, length)``: CSV
 codec, line-plot previews, a toy data set, networks for the VAE, flow and diffusion
-families), a recipe, tests that run dgm's conformance kit, and a README. It installs
+families), a VAE and a diffusion recipe, tests that run dgm's conformance kit, and a
+README. It installs
 with ``dgm install -e dgm-NAME`` and its tests pass with no edits; a plugin author then
 replaces the toy parts with their own.
 """
@@ -45,7 +46,8 @@ testpaths = ["tests"]
 
 PLUGIN = '''\
 """The __NAME__ plugin for dgm: a modality for 1-D signals shaped (channels, length),
-a toy data set, networks for the VAE, flow and diffusion families, and a recipe.
+a toy data set, networks for the VAE, flow and diffusion families (diffusion uses
+core:conv1d-denoiser), and two recipes.
 
 dgm finds this module through the entry point ``__NAME__ = "dgm___NAME__.plugin"`` (group
 ``dgm``) in pyproject.toml, so what it registers as ``"sines"`` is ``"__NAME__:sines"``.
@@ -103,7 +105,7 @@ def signal_modality() -> Modality:
         name="__NAME__:signal", read=read_signal, write=write_signal, preview=preview,
         file_suffix=".csv",
         networks={"encoder": "__NAME__:mlp-encoder", "decoder": "__NAME__:mlp-decoder",
-                  "coupling": "__NAME__:conv-coupling", "denoiser": "core:mlp-denoiser"},
+                  "coupling": "__NAME__:conv-coupling", "denoiser": "core:conv1d-denoiser"},
         likelihood="core:gaussian", metrics=["core:mmd"])
 
 
@@ -227,13 +229,52 @@ metric_samples = 100
 k = 20
 '''
 
+DIFFUSION_RECIPE = '''\
+# A diffusion model on the toy sine waves: `dgm run __NAME__:__NAME__-diffusion`.
+# The denoiser is the modality's default, core:conv1d-denoiser (for (C, L) signals);
+# a [networks.denoiser] table without a name gives it settings.
+[run]
+name = "__NAME__-diffusion"
+description = "Diffusion on the __NAME__ plugin's noisy sine waves"
+seed = 0
+
+[data]
+name = "__NAME__:sines"
+length = 32
+batch_size = 64
+
+[family]
+name = "core:diffusion"
+timesteps = 200
+sampling_steps = 20
+
+[networks.denoiser]
+hidden = 32
+blocks = 3
+
+[train]
+steps = 300
+lr = 2e-3
+log_every = 50
+checkpoint_every = 300
+
+[sample]
+n = 16
+
+[evaluate]
+metric_samples = 100
+
+[evaluate.likelihood]
+timesteps = 20
+'''
+
 CONFTEST = '''\
 # Makes dgm's test fixtures (dgm_host, dgm_plugin) available to these tests.
 pytest_plugins = ["dgm.testing"]
 '''
 
 TESTS = '''\
-"""The __NAME__ plugin passes dgm's conformance kit, and ships its recipe."""
+"""The __NAME__ plugin passes dgm's conformance kit, and ships its recipes."""
 
 from dgm.testing import ModalityConformance
 
@@ -246,9 +287,9 @@ class TestSignalConformance(ModalityConformance):
     recipe_overrides = {"core:diffusion": {"networks": {"denoiser": {"hidden": 32}}}}
 
 
-def test_the_plugin_ships_its_recipe(dgm_host):
+def test_the_plugin_ships_its_recipes(dgm_host):
     names = {entry.name for entry in dgm_host.registry.entries("recipes")}
-    assert "__NAME__:__NAME__-vae" in names
+    assert {"__NAME__:__NAME__-vae", "__NAME__:__NAME__-diffusion"} <= names
 '''
 
 README = '''\
@@ -256,13 +297,18 @@ README = '''\
 
 A [dgm](https://github.com/) plugin: the `__NAME__:signal` modality (1-D signals shaped
 (channels, length), CSV files, line-plot previews), the `__NAME__:sines` toy data set,
-networks for the VAE, flow and diffusion families, and the recipe `__NAME__:__NAME__-vae`.
+networks for the VAE, flow and diffusion families (diffusion uses dgm's
+`core:conv1d-denoiser`), and the recipes `__NAME__:__NAME__-vae` and
+`__NAME__:__NAME__-diffusion`.
 
 ```
 dgm install -e .                  # into dgm's environment, editable
 dgm plugins                       # __NAME__ is listed with what it registers
-python -m pytest                  # dgm's conformance kit on this plugin
-dgm run __NAME__:__NAME__-vae     # train, sample and evaluate the recipe
+python -m pytest                  # the conformance kit (use dgm's python, e.g.
+                                  # path/to/dgm/.venv/bin/python -m pytest)
+dgm run __NAME__:__NAME__-vae     # train, sample and evaluate a recipe
+dgm run __NAME__:__NAME__-diffusion
+dgm show core:conv1d-denoiser     # the settings a [networks.denoiser] table may give
 ```
 
 Replace the toy parts in `src/dgm___NAME__/plugin.py` with your own: your data set,
@@ -276,6 +322,7 @@ FILES = {
     "src/dgm___NAME__/__init__.py": '"""The __NAME__ plugin for dgm."""\n',
     "src/dgm___NAME__/plugin.py": PLUGIN,
     "src/dgm___NAME__/recipes/__NAME__-vae.toml": RECIPE,
+    "src/dgm___NAME__/recipes/__NAME__-diffusion.toml": DIFFUSION_RECIPE,
     "tests/conftest.py": CONFTEST,
     "tests/test___NAME__.py": TESTS,
 }

@@ -10,12 +10,31 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dgm.errors import RecipeError
+
+
+class Where(str):
+    """The place a recipe table is named by in errors (``"recipe.toml: [family]"``),
+    plus the keys of that table that came from somewhere else (a command-line override),
+    so an error about one key can blame where that key came from."""
+
+    keys: dict[str, str]
+
+    def __new__(cls, text: str, keys: Mapping[str, str] | None = None) -> Where:
+        where = super().__new__(cls, text)
+        where.keys = dict(keys or {})
+        return where
+
+
+def at_key(where: str, key: str) -> str:
+    """Where ``key`` of the table at ``where`` came from."""
+    return getattr(where, "keys", {}).get(key, where)
 
 
 def parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
@@ -50,17 +69,18 @@ def bind(factory: Callable[..., Any], settings: Mapping[str, Any], where: str,
     hints = _hints(factory)
     for key, value in settings.items():
         if key in provided:
-            raise RecipeError(f"{where}: key {key!r} is set by dgm and cannot be given here")
+            raise RecipeError(f"{at_key(where, key)}: key {key!r} is set by dgm and cannot "
+                              "be given here")
         if key not in params and not accepts_any:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise RecipeError(
-                f"{where}: unknown key {key!r}.{hint} Expected one of: "
+                f"{at_key(where, key)}: unknown key {key!r}.{hint} Expected one of: "
                 f"{', '.join(allowed) or '(no settings)'}."
             )
         if key in hints and not check_type(value, hints[key]):
             raise RecipeError(
-                f"{where}: key {key!r} should be {type_name(hints[key])}, "
+                f"{at_key(where, key)}: key {key!r} should be {type_name(hints[key])}, "
                 f"got {value!r} ({type(value).__name__})"
             )
     missing = [n for n in allowed if n in params and params[n].default is inspect.Parameter.empty
@@ -68,6 +88,43 @@ def bind(factory: Callable[..., Any], settings: Mapping[str, Any], where: str,
     if missing:
         raise RecipeError(f"{where}: missing required key(s): {', '.join(missing)}")
     return dict(settings)
+
+
+def settings_of(factory: Callable[..., Any],
+                provided: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+    """The recipe settings of ``factory``: (name, type, default) for each keyword
+    parameter not in ``provided``. The default is written as in a recipe, or is
+    ``"required"`` (none) or ``"optional"`` (None); type ``"(any key)"`` marks
+    ``**kwargs``."""
+    hints = _hints(factory)
+    rows = []
+    for name, param in parameters(factory).items():
+        if name in provided:
+            continue
+        if param.kind == param.VAR_KEYWORD:
+            rows.append((f"**{name}", "(any key)", ""))
+            continue
+        hint = hints.get(name, param.annotation)
+        kind = "" if hint is inspect.Parameter.empty else type_name(hint)
+        if param.default is inspect.Parameter.empty:
+            default = "required"
+        elif param.default is None:
+            default = "optional"
+        else:
+            default = _toml_value(param.default)
+        rows.append((name, kind, default))
+    return rows
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` as a recipe would write it (``"linear"``, ``true``, ``[8, 16]``)."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
 def check_type(value: Any, hint: Any) -> bool:
@@ -126,6 +183,6 @@ def dataclass_from(cls: type, settings: Mapping[str, Any], where: str) -> Any:
     config = cls(**bind(cls, settings, where))
     for name in getattr(cls, "POSITIVE", ()):
         if getattr(config, name) < 1:
-            raise RecipeError(f"{where}: key {name!r} should be at least 1, "
+            raise RecipeError(f"{at_key(where, name)}: key {name!r} should be at least 1, "
                               f"got {getattr(config, name)!r}")
     return config
