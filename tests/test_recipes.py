@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
+from dgm.assembly import BuildContext, build_data, build_family
 from dgm.cli import main
+from dgm.contract import DataInfo, Modality
 from dgm.errors import RecipeError
 from dgm.plugins import get_registry
 from dgm.recipes import Recipe, apply_override, read_recipe
@@ -15,7 +18,7 @@ from dgm.workflows import find_recipe
 from tests.conftest import REPO
 
 TINY = ["train.steps=3", "train.progress=false", "train.log_every=1", "sample.n=4",
-        "evaluate.max_examples=8", "evaluate.metric_samples=8"]
+        'sample.size=""', "evaluate.max_examples=8", "evaluate.metric_samples=8"]
 REPO_RECIPES = sorted((REPO / "recipes").rglob("*.toml"))
 PLUGIN_RECIPES = [e.name for e in get_registry().entries("recipes")]
 
@@ -82,3 +85,38 @@ def test_dgm_recipes_lists_repo_and_plugin_recipes(capsys, monkeypatch):
 def test_a_plugin_recipe_runs_by_name(in_tmp):
     assert main(["run", "digits-vae-conv", "run.dir=byname", *TINY]) == 0
     assert (in_tmp / "byname" / "model" / "model.safetensors").is_file()
+
+
+def test_a_network_table_without_a_name_sets_up_the_modality_default(host):
+    tables = {"data": {"name": "image:digits"}, "family": {"name": "core:vae", "latent_dim": 2},
+              "networks": {"decoder": {"channels": [8, 4], "hidden": 16}}}
+    recipe = Recipe(tables, "nameless.toml")
+    recipe.validate(host.registry)
+    family = build_family(recipe, host.registry, build_data(recipe, host.registry, "val").info)
+    assert type(family.decoder).__name__ == "ConvDecoder"  # the image modality's default
+    assert sum(p.numel() for p in family.decoder.parameters()) < 5000  # with these settings
+    tables["networks"]["decoder"]["hiden"] = 3
+    with pytest.raises(RecipeError, match=r"nameless.toml: \[networks.decoder\]: unknown "
+                       "key 'hiden'. Did you mean 'hidden'?"):
+        build_family(Recipe(tables, "nameless.toml"), host.registry,
+                     DataInfo("image:image", (1, 8, 8), levels=17))
+    with pytest.raises(RecipeError, match="networks.decoder: should be a table of settings"):
+        Recipe({**tables, "networks": {"decoder": 3}}).validate(host.registry)
+
+
+@pytest.mark.parametrize("role", ["encoder", "denoiser", "coupling"])
+def test_a_role_the_modality_has_no_default_for_is_named_with_a_fitting_example(host, role):
+    bare = Modality(name="test:bare", read=print, write=print, preview=print,
+                    networks={"decoder": "image:mlp-decoder"})
+    recipe = Recipe({"networks": {role: {"hidden": 8}}}, "r.toml")
+    ctx = BuildContext(recipe, host.registry, DataInfo("test:bare", (1, 16)), bare)
+    with pytest.raises(RecipeError) as error:
+        ctx.network(role, data_shape=(1, 16))
+    message = str(error.value)
+    assert message.startswith(f"r.toml: [networks.{role}]: modality 'test:bare' has no "
+                              f"default network for role {role!r} (it has defaults for: "
+                              "decoder)")
+    example = re.search(rf'\[networks.{role}\] name = "([^"]+)"', message)[1]
+    assert host.registry.get("networks", example)  # a registered network ...
+    kinds = {"encoder": "encoder", "denoiser": "denoiser|unet", "coupling": "coupling"}
+    assert re.search(kinds[role], example), example  # ... that fits the role

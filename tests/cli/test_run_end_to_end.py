@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -105,4 +107,47 @@ def test_sigkill_then_the_same_command_resumes_and_finishes(tmp_path):
     a = load_file(tmp_path / "killed" / "model" / "model.safetensors")
     b = load_file(tmp_path / "whole" / "model" / "model.safetensors")
     assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkill_at_random_moments_including_inside_a_checkpoint_write(tmp_path):
+    """A run that checkpoints every step spends most of its time saving, so kills at
+    random moments land inside save_state: each leaves at worst a hidden partial folder,
+    the same command resumes from the last complete checkpoint, and the weights at the
+    end equal an uninterrupted run's bit for bit."""
+    steps = 150
+    args = [sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=killed",
+            f"train.steps={steps}", "train.checkpoint_every=1", "train.keep_checkpoints=2",
+            "train.log_every=10", "train.progress=false", "sample.n=2",
+            "evaluate.likelihood.k=2", "evaluate.max_examples=4", "evaluate.metrics=[]"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    ckpts = tmp_path / "killed" / "checkpoints"
+    rng = random.Random(0)
+    kills, mid_save = 0, 0
+    while kills < 8 and mid_save == 0:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not (
+                ckpts.is_dir() and any(ckpts.glob("step-*"))):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.05, 0.4))
+        if proc.poll() is not None:
+            break  # finished before the kill: nothing left to interrupt
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        mid_save += any(ckpts.glob(".partial-*"))
+    assert kills and mid_save, f"no kill landed inside a checkpoint write in {kills} tries"
+    finished = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "resumed from step" in finished.stdout and f"trained to step {steps}" in \
+        finished.stdout
+    assert not any(ckpts.glob(".partial-*"))
+    whole = subprocess.run([a.replace("=killed", "=whole") for a in args], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    a = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "whole" / "model" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
