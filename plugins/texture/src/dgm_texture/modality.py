@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dgm.contract import Modality, Representation
+from functools import partial
+
+from dgm.contract import DataInfo, Modality, Representation
 from dgm_image.codec import read_image, write_image
 from dgm_texture.previews import write_tiled_grid
 
 
-def texture_modality() -> Modality:
-    """Textures as (C, H, W) tensors in [-1, 1], PNG files, 2x2-tiled previews, seamless
-    any-size networks by default."""
+def texture_modality(info: DataInfo | None = None) -> Modality:
+    """Textures as (C, H, W) tensors in [-1, 1], PNG files (read with the run's number of
+    channels), 2x2-tiled previews, seamless any-size networks by default."""
+    grey = info is not None and len(info.shape) == 3 and info.shape[0] == 1
     return Modality(
         name="texture:texture",
-        read=read_image,
+        read=partial(read_image, mode="L" if grey else "RGB"),
         write=write_image,
         preview=write_tiled_grid,
         file_suffix=".png",
