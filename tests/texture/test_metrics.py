@@ -36,6 +36,16 @@ def test_seam_energies_are_normalised_to_the_interior():
     assert seam.shape == (2,)
 
 
+def test_the_seam_is_compared_with_interior_borders_of_its_phase():
+    """Block artefacts of period 4 (as 4x up-sampling leaves): every 4th column border is
+    strong. A periodic image has the same strong border at the seam, which only the
+    phase-matched comparison calls seamless."""
+    x = periodic(48, 64)  # brighter columns 0, 4, 8, ...: still periodic, strong borders
+    x = x + torch.where(torch.arange(64) % 4 == 0, 0.3, 0.0).view(1, 1, 1, 64)
+    assert seam_score(x, period=1) > 1.5
+    assert abs(seam_score(x, period=4) - 1) < 0.2
+
+
 def test_copy_score_is_one_for_cut_out_patches_and_zero_for_noise():
     g = torch.Generator().manual_seed(0)
     exemplar = torch.rand(1, 1, 40, 40, generator=g) * 2 - 1

@@ -132,8 +132,10 @@ class Diffusion(Family):
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(x, t)
             steps_t = t.expand(n).to(device)
-            out = self._as_prediction(model_in, steps_t, self.estimate_x0(model_in, steps_t,
-                                                                          labels))
+            x0 = self.estimate_x0(model_in, steps_t, labels)
+            if self.discrete:  # every sampler, not only DDPM's clip_sample, stays in range
+                x0 = x0.clamp(*self.info.value_range)
+            out = self._as_prediction(model_in, steps_t, x0)
             x = scheduler.step(out, t, x, generator=generator).prev_sample
         return self._to_data(x)
 

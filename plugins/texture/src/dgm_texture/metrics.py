@@ -18,27 +18,47 @@ def _check(x: Tensor, what: str) -> Tensor:
     return x.detach().to("cpu", torch.float64)
 
 
-def seam_energies(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Squared differences between neighbouring columns, per column pair, averaged over
-    images, channels and rows: ``(interior, seam)`` where ``interior`` holds the W - 1
-    pairs inside the image and ``seam`` the pair across the border when the image is
-    tiled (last column next to the first). Rows likewise, concatenated after columns."""
+def _pair_energies(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Squared differences of neighbouring lines along ``dim`` (-1: columns, -2: rows),
+    averaged over everything else: the W - 1 interior pairs, and the wrap-around pair."""
+    x = x.movedim(dim, -1)
+    interior = (x[..., 1:] - x[..., :-1]).square().flatten(0, -2).mean(0)
+    seam = (x[..., 0] - x[..., -1]).square().mean()
+    return interior, seam
+
+
+def seam_energies(x: Tensor, period: int = 1) -> tuple[Tensor, Tensor]:
+    """Gradient energy across the borders of ``x`` tiled, next to the interior's.
+
+    Returns ``(interior, seam)``: ``interior`` holds, for columns then rows, the squared
+    difference between neighbouring lines at the seam's phase, i.e. the pairs
+    (j, j + 1) with (j + 1) divisible by ``period``, each divided by their mean; ``seam``
+    the two wrap-around pairs (last line next to the first) divided by the same means.
+    A network that down- or up-samples by m is equivariant only to shifts by multiples of
+    m, so its lines have m phases with different statistics; comparing the border with
+    interior borders of the same phase (``period`` = m) compares like with like. Sizes
+    not divisible by ``period`` fall back to every pair.
+    """
     x = _check(x, "seam energies")
-    cols = (x[..., 1:] - x[..., :-1]).square().mean(dim=(0, 1, 2))
-    rows = (x[..., 1:, :] - x[..., :-1, :]).square().mean(dim=(0, 1, 3))
-    seam = torch.stack([(x[..., 0] - x[..., -1]).square().mean(),
-                        (x[..., 0, :] - x[..., -1, :]).square().mean()])
-    return torch.cat([cols / cols.mean(), rows / rows.mean()]), \
-        seam / torch.stack([cols.mean(), rows.mean()])
+    parts, seams = [], []
+    for dim in (-1, -2):
+        interior, seam = _pair_energies(x, dim)
+        length = x.shape[dim]
+        if period > 1 and length % period == 0 and length > period:
+            interior = interior[period - 1:: period]
+        mean = interior.mean()
+        parts.append(interior / mean)
+        seams.append(seam / mean)
+    return torch.cat(parts), torch.stack(seams)
 
 
-def seam_score(x: Tensor) -> float:
+def seam_score(x: Tensor, period: int = 1) -> float:
     """Gradient energy across the borders of ``x`` tiled 2x2, relative to the interior:
-    the mean squared difference between the last and first column (and row) over the mean
-    squared difference between neighbouring columns (rows) inside the image, averaged over
-    the two directions. 1 means the seam looks like any other column boundary; a crop of
-    a photograph tiled scores well above 1."""
-    _, seam = seam_energies(x)
+    the mean squared difference between the last and first column (and row) over that of
+    neighbouring columns (rows) inside the image at the same phase (see
+    :func:`seam_energies`), averaged over the two directions. 1 means the border looks
+    like any other; a crop of a photograph tiled scores well above 1."""
+    _, seam = seam_energies(x, period)
     return float(seam.mean())
 
 
@@ -87,11 +107,14 @@ def copy_score(samples: Tensor, exemplar: Tensor, patch_size: int = 16,
     return float((rms <= threshold).double().mean())
 
 
-def seam_metric() -> Metric:
-    """``texture:seam``: the seam score of the samples (see :func:`seam_score`); the
-    reference argument is not used, so its real-vs-real value is the score of photograph
-    crops tiled, a yardstick for a visible seam."""
-    return Metric(lambda samples, _reference: seam_score(samples))
+def seam_metric(period: int = 16) -> Metric:
+    """``texture:seam``: the seam score of the samples (see :func:`seam_score`), with
+    interior borders every ``period`` pixels as the yardstick (16: the largest re-sampling
+    factor of the texture networks); the reference argument is not used, so its
+    real-vs-real value is the score of photograph crops tiled, a visible seam."""
+    if period < 1:
+        raise ValueError(f"period must be at least 1, got {period}")
+    return Metric(lambda samples, _reference: seam_score(samples, period))
 
 
 def copy_metric(patch_size: int = 16, threshold: float = 0.01, queries: int = 512,
