@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "images"
 EXEMPLARS = ("brick", "grass", "gravel")
-RECIPES = {"diffusion": ("recipes/texture/brick-diffusion.toml", 1000),
+RECIPES = {"diffusion": ("recipes/texture/brick-diffusion.toml", 1200),
            "GAN": ("recipes/texture/brick-gan.toml", 2000)}
 HOLDOUT = 0.25
 SWD = {"levels": 4, "patch_size": 7, "n_projections": 256, "max_patches": 16384}
@@ -68,8 +68,8 @@ def score(run: Path, image: torch.Tensor) -> tuple[dict, torch.Tensor]:
         "seconds_512": seconds_512,
         "patch_swd": swd(samples, train_region),
         "patch_swd_floor": swd(held, train_region),
-        "seam_score_512": seam_score(big),
-        "seam_score_photo": seam_score(held),
+        "seam_score_512": seam_score(big, period=16),
+        "seam_score_photo": seam_score(held, period=16),
         "copy_score": copy_score(samples, train_region),
         "copy_score_photo": copy_score(held, train_region),
     }, big[0]
