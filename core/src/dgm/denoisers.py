@@ -77,6 +77,18 @@ class UNet2DDenoiser(nn.Module):
         return self.unet(x, t.to(torch.long), class_labels=class_labels).sample
 
 
+def embed_condition(net: nn.Module, x: Tensor, t: Tensor,
+                    class_labels: Tensor | None) -> Tensor:
+    """The time (and class) embedding of a denoiser with ``time_proj``, ``time_embed`` and
+    ``class_embed`` (None without classes) modules: ``(B, hidden)``."""
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    emb = net.time_embed(net.time_proj(t).to(x.dtype))
+    if net.class_embed is not None and class_labels is not None:
+        emb = emb + net.class_embed(class_labels)
+    return emb
+
+
 class MLPDenoiser(nn.Module):
     """A residual MLP denoiser for vectors: ``denoiser(x_t, t, class_labels)``. Time enters
     through diffusers' sinusoidal embedding and a learned projection."""
@@ -103,11 +115,7 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        emb = self.time_embed(self.time_proj(t).to(x.dtype))
-        if self.class_embed is not None and class_labels is not None:
-            emb = emb + self.class_embed(class_labels)
+        emb = embed_condition(self, x, t, class_labels)
         h = self.inp(x.flatten(1))
         for block in self.blocks:
             h = h + block(h + emb)
@@ -167,12 +175,7 @@ class Conv1dDenoiser(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        emb = self.time_embed(self.time_proj(t).to(x.dtype))
-        if self.class_embed is not None and class_labels is not None:
-            emb = emb + self.class_embed(class_labels)
-        emb = nn.functional.silu(emb)
+        emb = nn.functional.silu(embed_condition(self, x, t, class_labels))
         h = self.inp(x)
         for first, project, second in zip(self.first, self.emb, self.second, strict=True):
             h = h + second(first(h) + project(emb)[:, :, None])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from dgm.contract import DataInfo
 from dgm.errors import DataError
 
 Mode = Literal["L", "RGB"]
@@ -26,6 +29,12 @@ def read_image(path: Path, mode: Mode = "RGB", size: tuple[int, int] | None = No
     if size is not None and (im.height, im.width) != tuple(size):
         im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC)
     return from_pil(im)
+
+
+def reader_for(info: DataInfo | None) -> Callable[[Path], Tensor]:
+    """``read_image`` with the number of channels of a run's data (1: grey, else RGB)."""
+    grey = info is not None and len(info.shape) == 3 and info.shape[0] == 1
+    return partial(read_image, mode="L" if grey else "RGB")
 
 
 def from_pil(im: Image.Image) -> Tensor:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from dgm.contract import DataInfo, Modality, Representation
-from dgm_image.codec import read_image, write_image
+from dgm_image.codec import reader_for, write_image
 from dgm_image.previews import write_grid
 
 
 def image_modality(info: DataInfo | None = None) -> Modality:
     """Images as (C, H, W) tensors in [-1, 1]; PNG files; sample grids as previews.
     Files are read with the run's number of channels (1: grey, else RGB)."""
-    grey = info is not None and len(info.shape) == 3 and info.shape[0] == 1
     return Modality(
         name="image:image",
-        read=partial(read_image, mode="L" if grey else "RGB"),
+        read=reader_for(info),
         write=write_image,
         preview=write_grid,
         file_suffix=".png",
