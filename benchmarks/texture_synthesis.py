@@ -13,7 +13,7 @@ Figures per exemplar and family:
   next to the same share for held-out photograph patches.
 - seconds to generate one 512x512 texture (diffusion: DPM-Solver++ 20 steps).
 
-Run: ``.venv/bin/python benchmarks/texture_synthesis.py`` (about 50 minutes on 2 cores);
+Run: ``.venv/bin/python benchmarks/texture_synthesis.py`` (about 65 minutes on 2 cores);
 ``--reuse`` re-scores finished runs. Writes benchmarks/results/texture_synthesis.{json,md}
 and docs/images/texture-<exemplar>.jpg (exemplar, diffusion and GAN samples tiled 2x2).
 """
@@ -43,7 +43,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "images"
 EXEMPLARS = ("brick", "grass", "gravel")
 RECIPES = {"diffusion": ("recipes/texture/brick-diffusion.toml", 1200),
-           "GAN": ("recipes/texture/brick-gan.toml", 2000)}
+           "GAN": ("recipes/texture/brick-gan.toml", 5000)}
 HOLDOUT = 0.25
 SWD = {"levels": 4, "patch_size": 7, "n_projections": 256, "max_patches": 16384}
 
