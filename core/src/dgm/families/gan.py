@@ -168,6 +168,9 @@ class GAN(Family):
             raise ValueError(f"the generator ({type(self.generator).__name__}) maps one "
                              "latent vector to the training size only; a spatial generator "
                              "(one with latent_shape) makes any size")
+        if self.data_shape is None:
+            raise ValueError("this GAN was built without data_shape, so it samples only at "
+                             "the training size")
         if not isinstance(self.prior, StandardNormal):
             raise ValueError(f"sampling at another size needs a standard normal prior, not "
                              f"{type(self.prior).__name__}")

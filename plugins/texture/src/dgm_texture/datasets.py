@@ -9,6 +9,7 @@ region against the training region gives the floor ("as good as the photo itself
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Literal
 
@@ -64,7 +65,7 @@ class ExemplarCrops(DataSource):
         if not 0 <= index < self.total:
             raise IndexError(f"crop {index} out of range ({self.total} crops)")
         i = (index * self.stride) % self.total
-        image = max(j for j in range(len(self.regions)) if self.offsets[j] <= i)
+        image = bisect.bisect_right(self.offsets, i) - 1
         i -= self.offsets[image]
         variant, position = i % self.variants, i // self.variants
         region = self.regions[image]

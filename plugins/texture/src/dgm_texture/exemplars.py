@@ -4,11 +4,9 @@ the split of each exemplar into a training region and a held-out region."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 from PIL import Image
 from torch import Tensor
 
@@ -60,29 +58,10 @@ def load_exemplars(refs: list[str], mode: Mode = "auto") -> tuple[list[Tensor], 
     return [from_pil(im.convert(mode)) for im, _ in opened], [where for _, where in opened]
 
 
-@dataclass(frozen=True)
-class Regions:
-    """Where an exemplar is split: columns ``[0, cut)`` train, ``[cut, W)`` held out."""
-
-    cut: int
-
-    @classmethod
-    def of(cls, width: int, holdout: float) -> Regions:
-        if not 0 < holdout < 1:
-            raise DataError(f"holdout must be a fraction between 0 and 1, got {holdout}")
-        return cls(cut=int(round(width * (1 - holdout))))
-
-    def region(self, image: Tensor, split: str) -> Tensor:
-        """The part of ``image`` a split draws from: train the left part; val and test
-        the held-out right part (one region serves both)."""
-        return image[..., : self.cut] if split == "train" else image[..., self.cut:]
-
-
 def split_region(image: Tensor, split: str, holdout: float) -> Tensor:
-    """The training (``split == "train"``) or held-out region of one exemplar."""
-    return Regions.of(image.shape[-1], holdout).region(image, split)
-
-
-def to_levels(x: Tensor) -> Tensor:
-    """Snap values in [-1, 1] onto the 256-level 8-bit grid."""
-    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+    """The part of one exemplar a split draws from: ``train`` the left ``1 - holdout`` of
+    its columns, ``val`` and ``test`` the held-out rest (one region serves both)."""
+    if not 0 < holdout < 1:
+        raise DataError(f"holdout must be a fraction between 0 and 1, got {holdout}")
+    cut = int(round(image.shape[-1] * (1 - holdout)))
+    return image[..., :cut] if split == "train" else image[..., cut:]
