@@ -110,11 +110,22 @@ def test_sigkill_then_the_same_command_resumes_and_finishes(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _written_since(folder, pattern: str, since_ns: int) -> bool:
+    """Whether `folder` holds an entry matching `pattern` made after `since_ns`."""
+    for path in folder.glob(pattern):
+        try:
+            if path.stat().st_mtime_ns >= since_ns:
+                return True
+        except FileNotFoundError:
+            continue  # renamed or removed between glob and stat
+    return False
+
+
 def test_sigkill_at_random_moments_including_inside_a_checkpoint_write(tmp_path):
-    """A run that checkpoints every step spends most of its time saving, so kills at
-    random moments land inside save_state: each leaves at worst a hidden partial folder,
-    the same command resumes from the last complete checkpoint, and the weights at the
-    end equal an uninterrupted run's bit for bit."""
+    """Kills at random moments after a checkpoint, and kills the instant a checkpoint
+    folder is being written: each leaves at worst a hidden partial folder, the same
+    command resumes from the last complete checkpoint, and the weights at the end equal
+    an uninterrupted run's bit for bit."""
     steps = 150
     args = [sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=killed",
             f"train.steps={steps}", "train.checkpoint_every=1", "train.keep_checkpoints=2",
@@ -124,21 +135,29 @@ def test_sigkill_at_random_moments_including_inside_a_checkpoint_write(tmp_path)
     ckpts = tmp_path / "killed" / "checkpoints"
     rng = random.Random(0)
     kills, mid_save = 0, 0
-    while kills < 8 and mid_save == 0:
+    for attempt in range(16):
+        if kills >= 4 and mid_save:
+            break
+        inside_write = attempt % 2 == 1
+        launched = time.time_ns()
         proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+        # A resumed process first removes the partial folder its predecessor left, so
+        # only folders made after this launch count.
+        pattern = ".partial-*" if inside_write else "step-*"
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and not (
-                ckpts.is_dir() and any(ckpts.glob("step-*"))):
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.05, 0.4))
+                ckpts.is_dir() and _written_since(ckpts, pattern, launched)):
+            time.sleep(0 if inside_write else 0.01)
+        if not inside_write:
+            time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is not None:
             break  # finished before the kill: nothing left to interrupt
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
         mid_save += any(ckpts.glob(".partial-*"))
-    assert kills and mid_save, f"no kill landed inside a checkpoint write in {kills} tries"
+    assert kills and mid_save, f"no kill landed inside a checkpoint write in {kills} kills"
     finished = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
     assert finished.returncode == 0, finished.stderr
