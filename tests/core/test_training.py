@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 from torch import nn
 
@@ -153,3 +154,54 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_one_in_use(in_tmp)
     a = load_file(in_tmp / "whole" / "model" / "model.safetensors")
     b = load_file(in_tmp / "cut" / "model" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class DtypeFamily(Family):
+    """A one-layer family that records the dtype its layer computes in."""
+
+    likelihood_kind = "exact"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(64, 1)
+        self.dtypes: set[torch.dtype] = set()
+
+    def loss(self, batch):
+        out = self.layer(batch["x"].flatten(1))
+        self.dtypes.add(out.dtype)
+        return out.float().pow(2).mean(), {}
+
+    def sample(self, n, generator=None, condition=None):
+        return torch.zeros(n, 1, 8, 8)
+
+    def log_likelihood(self, x, **settings):
+        return LogLikelihood(torch.zeros(x.shape[0]), "exact", "test")
+
+
+def test_mixed_precision_setting_decides_the_dtype_the_network_computes_in(
+        in_tmp, host, recwarn):
+    """bf16 autocasts the forward pass on CPU; fp16, which needs a GPU's loss scaling,
+    says so and trains in fp32 rather than silently doing either."""
+    made: list[DtypeFamily] = []
+
+    class Plugin:
+        @hookimpl
+        def register_families(self, register):
+            register("dtype", lambda ctx, **settings: made.append(DtypeFamily()) or made[-1])
+
+    seen = {}
+    try:
+        with registered_plugin(Plugin(), "test", host):
+            for precision in ("no", "bf16", "fp16"):
+                # accelerate keeps one precision per process; the CLI runs one per process
+                AcceleratorState._reset_state(True)
+                assert main(["run", RECIPE, f"run.dir={precision}", "family.name=test:dtype",
+                             "train.steps=2", f"train.mixed_precision={precision}",
+                             *TINY]) == 0
+                seen[precision] = made[0].dtypes
+                made.clear()
+    finally:
+        AcceleratorState._reset_state(True)
+    assert seen == {"no": {torch.float32}, "bf16": {torch.bfloat16}, "fp16": {torch.float32}}
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert any("'fp16' needs a GPU" in m and "trains in fp32" in m for m in messages)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from dgm import seeded_random
 from dgm.contract import Likelihood
 
 
@@ -41,8 +42,7 @@ class Gaussian(Likelihood):
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         mean, log_scale = self._mean_log_scale(params)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device,
-                            dtype=mean.dtype)
+        noise = seeded_random.randn(mean.shape, generator, mean.device, mean.dtype)
         return mean + torch.exp(log_scale) * noise
 
     def mean(self, params: Tensor) -> Tensor:
@@ -60,7 +60,7 @@ class Bernoulli(Likelihood):
                                                                     reduction="none"))
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(params.shape, generator=generator, device=params.device)
+        u = seeded_random.rand(params.shape, generator, params.device)
         return (u < torch.sigmoid(params)).to(params.dtype)
 
     def mean(self, params: Tensor) -> Tensor:
@@ -123,7 +123,7 @@ class DiscretizedLogistic(Likelihood):
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         mean, log_scale = self._mean_log_scale(params)
-        u = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        u = seeded_random.rand(mean.shape, generator, mean.device, mean.dtype)
         u = u.clamp(1e-5, 1 - 1e-5)
         return self.to_grid(mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u)))
 
@@ -180,7 +180,7 @@ class Categorical(Likelihood):
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Inverse-CDF sampling: one uniform per element, whatever the number of levels."""
         cdf = torch.softmax(self.logits(params).float(), dim=-1).cumsum(-1)
-        u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device)
+        u = seeded_random.rand(cdf.shape[:-1], generator, cdf.device)
         index = torch.searchsorted(cdf, u.unsqueeze(-1), right=True).squeeze(-1)
         return self.to_value(index.clamp(max=self.levels - 1), params.dtype)
 
@@ -234,10 +234,10 @@ class DiscretizedLogisticMixture(Likelihood):
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         log_weight, mean, log_scale = self._parts(params)
         cdf = log_weight.float().exp().cumsum(-1)
-        u = torch.rand(cdf.shape[:-1], generator=generator, device=cdf.device)
+        u = seeded_random.rand(cdf.shape[:-1], generator, cdf.device)
         k = torch.searchsorted(cdf, u.unsqueeze(-1), right=True).clamp(max=self.components - 1)
         mean, log_scale = mean.gather(-1, k).squeeze(-1), log_scale.gather(-1, k).squeeze(-1)
-        v = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        v = seeded_random.rand(mean.shape, generator, mean.device, mean.dtype)
         v = v.clamp(1e-5, 1 - 1e-5)
         noise = torch.log(v) - torch.log1p(-v)
         return self.component.to_grid(mean + torch.exp(log_scale) * noise)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from dgm import seeded_random
 from dgm.contract import Prior
 
 
@@ -19,7 +20,7 @@ class StandardNormal(Prior):
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return torch.randn((n, *self.shape), generator=generator, device=self._anchor.device)
+        return seeded_random.randn((n, *self.shape), generator, self._anchor.device)
 
     def log_prob(self, z: Tensor) -> Tensor:
         return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)

@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
     train together over gloo: accelerate only forms a CPU process group when told to."""
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
-        return Accelerator(
+        accelerator = Accelerator(
             cpu=multi_cpu,
             gradient_accumulation_steps=config.grad_accum,
             mixed_precision=config.mixed_precision,
@@ -69,6 +70,12 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
     except ValueError as exc:
         raise TrainingError(f"train.mixed_precision = {config.mixed_precision!r} cannot be "
                             f"used here: {exc}") from None
+    if config.mixed_precision == "fp16" and accelerator.scaler is None:
+        warnings.warn(
+            f"train.mixed_precision = 'fp16' needs a GPU (loss scaling runs there only); on "
+            f"{accelerator.device.type} this run trains in fp32. Use 'bf16' for mixed "
+            "precision on CPU.", RuntimeWarning, stacklevel=2)
+    return accelerator
 
 
 PICKLED_SUFFIXES = (".bin", ".pkl", ".pt", ".pth")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgm import seeded_random
 from dgm.contract import Batch, DataInfo, Family, LogLikelihood
 from dgm.sizes import sample_shape
 
@@ -103,8 +104,7 @@ class Diffusion(Family):
     # ------------------------------------------------------------------ sampling
     def _random_labels(self, n: int, generator: torch.Generator | None,
                        device: torch.device) -> Tensor:
-        return torch.randint(0, len(self.info.classes), (n,), generator=generator,
-                             device=device)
+        return seeded_random.randint(len(self.info.classes), (n,), generator, device)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -127,7 +127,7 @@ class Diffusion(Family):
         if self.conditional:
             labels = (condition.to(device) if condition is not None
                       else self._random_labels(n, generator, device))
-        x = torch.randn((n, *shape), generator=generator, device=device)
+        x = seeded_random.randn((n, *shape), generator, device)
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(x, t)

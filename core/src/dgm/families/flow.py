@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from dgm import seeded_random
 from dgm.contract import Batch, Family, LogLikelihood
 
 CouplingNetworkFactory = Callable[[int, int], nn.Module]
@@ -385,8 +386,8 @@ class Flow(Family):
                condition: Tensor | None = None) -> Tensor:
         device = self._anchor.device
         dtype = next(self.flow.parameters()).dtype
-        latents = [self.temperature * torch.randn((n, *shape), generator=generator,
-                                                  device=device, dtype=dtype)
+        latents = [self.temperature * seeded_random.randn((n, *shape), generator, device,
+                                                          dtype)
                    for shape in self.flow.latent_shapes]
         y = self.flow.inverse(latents)
         if not self.levels:

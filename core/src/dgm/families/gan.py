@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
+from dgm import seeded_random
 from dgm.contract import Batch, Family, Prior
 from dgm.priors import StandardNormal
 from dgm.sizes import sample_shape
@@ -175,7 +176,7 @@ class GAN(Family):
             raise ValueError(f"sampling at another size needs a standard normal prior, not "
                              f"{type(self.prior).__name__}")
         shape = sample_shape(self.data_shape, size, self.generator, "generator")
-        return torch.randn((n, *latent_shape(shape)), generator=generator, device=device)
+        return seeded_random.randn((n, *latent_shape(shape)), generator, device)
 
 
 def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
