@@ -40,6 +40,19 @@ RECIPES = {
 }
 
 
+def cpu_model_and_bf16_flags() -> tuple[str, list[str]]:
+    """The CPU's model name and bf16 instruction-set flags (avx512_bf16, amx_bf16):
+    bf16 autocast on CPU is only faster where they exist."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU", []
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
+             if line.startswith("model name")]
+    flags = {f for f in text.split() if f in ("avx512_bf16", "amx_bf16", "avx_ne_convert")}
+    return (names[0] if names else "unknown CPU"), sorted(flags)
+
+
 def recipe_batch(path: str) -> int:
     from dgm.recipes import read_recipe
 
@@ -99,7 +112,10 @@ def main() -> None:
                     x / y for x, y in zip(v, by_precision["no"], strict=True))}
             for p, v in by_precision.items()}
     gpu = torch.cuda.get_device_name(0) if cuda else None
-    out = {"benchmark": f"precision_throughput_{device}", "machine": {**machine(), "gpu": gpu},
+    cpu_model, flags = cpu_model_and_bf16_flags()
+    out = {"benchmark": f"precision_throughput_{device}",
+           "machine": {**machine(), "gpu": gpu, "cpu_model": cpu_model,
+                       "cpu_bf16_flags": flags},
            "settings": {"steps": args.steps, "rounds": args.rounds, "device": device,
                         "batch": {r: recipe_batch(RECIPES[r][0]) for r in args.recipes}},
            "samples_per_second": rates, "summary": summary}
@@ -107,7 +123,9 @@ def main() -> None:
     name = f"precision_throughput_{device}"
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     m = out["machine"]
-    where = gpu or f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads"
+    where = gpu or (f"{m['cpu_count']} CPUs ({cpu_model}, bf16 flags: "
+                    f"{', '.join(m['cpu_bf16_flags']) or 'none'}), "
+                    f"{m['torch_threads']} torch threads")
     names = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast + loss scaling"}
     lines = [f"# {name}: training samples/s by mixed precision", "",
              f"{m['date']}; {where}; {m['platform']}; torch {m['torch']}, accelerate "
