@@ -154,3 +154,19 @@ def test_evaluation_settings_are_checked_before_training(capsys, in_tmp):
 def test_counts_that_must_be_positive(capsys, in_tmp):
     err = error_of(capsys, "run", RECIPE, "train.log_every=0")
     assert "[train]: key 'log_every' should be at least 1, got 0" in err
+
+
+def test_a_networks_table_the_family_never_reads_is_reported_once_by_the_command(tmp_path):
+    """A misspelt role used to be ignored in silence; the real command prints one line
+    that names the file, the table and the roles the family does build, then trains."""
+    (tmp_path / "typo.toml").write_text(RECIPE_TEXT.replace("[networks.decoder]",
+                                                            "[networks.decodr]"))
+    result = dgm_cli("run", "typo.toml", "run.dir=out", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warning = ("dgm: warning: typo.toml: [networks.decodr]: the family core:vae builds no "
+               "'decodr' network (it builds: decoder, encoder); this table is ignored")
+    assert result.stderr.count(warning) == 1, result.stderr
+    assert "RecipeWarning" not in result.stderr
+
+
+RECIPE_TEXT = (REPO / "recipes" / "image" / "digits-vae.toml").read_text()

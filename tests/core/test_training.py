@@ -12,6 +12,7 @@ from torch import nn
 from dgm import hookimpl
 from dgm.cli import main
 from dgm.contract import Family, LogLikelihood
+from dgm.errors import RecipeWarning
 from dgm.testing import registered_plugin
 from tests.conftest import REPO, dgm_cli
 
@@ -203,5 +204,5 @@ def test_mixed_precision_setting_decides_the_dtype_the_network_computes_in(
     finally:
         AcceleratorState._reset_state(True)
     assert seen == {"no": {torch.float32}, "bf16": {torch.bfloat16}, "fp16": {torch.float32}}
-    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RecipeWarning)]
     assert any("'fp16' needs a GPU" in m and "trains in fp32" in m for m in messages)

@@ -3,12 +3,13 @@ likelihood and prior. Everything is looked up by name in the registry."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
 
 from dgm.contract import DataInfo, DataSource, Family, Likelihood, Modality, Prior
-from dgm.errors import DataError, RecipeError
+from dgm.errors import DataError, RecipeError, RecipeWarning
 from dgm.recipes import Recipe
 from dgm.registry import Entry, Registry
 from dgm.settings import bind, parameters
@@ -74,9 +75,11 @@ class BuildContext:
         self.registry = registry
         self.info = info
         self.modality = modality
+        self.roles_built: set[str] = set()
 
     def network(self, role: str, **structural: Any) -> nn.Module:
         """Build the network for ``role``; ``structural`` are the family's arguments."""
+        self.roles_built.add(role)
         tables = self.recipe.table("networks")
         table = dict(tables.get(role, {}))
         where = self.recipe.where(f"[networks.{role}]")
@@ -116,12 +119,22 @@ class BuildContext:
                      **bind(entry.obj, settings, where, provided=("shape",)))
 
 
-def build_family(recipe: Recipe, registry: Registry, info: DataInfo) -> Family:
-    """Build the recipe's family for data described by ``info``."""
+def build_family(recipe: Recipe, registry: Registry, info: DataInfo,
+                 warn_unused: bool = True) -> Family:
+    """Build the recipe's family for data described by ``info``. With ``warn_unused``,
+    a ``[networks.ROLE]`` table for a role the family never builds (a misspelt role, or
+    one left from another family) is reported with a :class:`RecipeWarning`."""
     name, settings = recipe.named("family")
     where = recipe.where("[family]")
     entry = registry.get("families", name or "", where=recipe.where("family.name"))
     modality = build_modality(info, registry)
     ctx = BuildContext(recipe, registry, info, modality)
     kwargs = bind(entry.obj, settings, where, provided=("ctx",))
-    return _call(entry, where, ctx=ctx, **kwargs)
+    family = _call(entry, where, ctx=ctx, **kwargs)
+    unused = set(recipe.table("networks")) - ctx.roles_built if warn_unused else set()
+    for role in sorted(unused):
+        built = ", ".join(sorted(ctx.roles_built)) or "none"
+        warnings.warn(f"{recipe.where(f'[networks.{role}]')}: the family {entry.name} "
+                      f"builds no {role!r} network (it builds: {built}); this table is "
+                      "ignored", RecipeWarning, stacklevel=2)
+    return family

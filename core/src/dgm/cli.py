@@ -8,12 +8,13 @@ import os
 import sys
 import textwrap
 import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from dgm import __version__
 from dgm.cpu_allocator import keep_freed_memory
-from dgm.errors import DgmError, RecipeError, RunDirError
+from dgm.errors import DgmError, RecipeError, RecipeWarning, RunDirError
 from dgm.registry import SINGULAR
 
 SINGULAR_KINDS = tuple(SINGULAR.values())
@@ -315,8 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """dgm's own warnings read like its errors; others keep Python's format."""
+    if issubclass(category, RecipeWarning):
+        return f"dgm: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # only install and uninstall pass options through (to pip)

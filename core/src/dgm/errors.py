@@ -33,3 +33,7 @@ class TrainingError(DgmError):
 
 class ExportError(DgmError):
     """A run cannot be exported to the requested format."""
+
+
+class RecipeWarning(UserWarning):
+    """A recipe setting that has no effect (for example a table the family never reads)."""

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dgm.contract import DataSource, Family
-from dgm.errors import RunDirError, TrainingError
+from dgm.errors import RecipeWarning, RunDirError, TrainingError
 from dgm.recipes import DataConfig, TrainConfig
 from dgm.runs import RunDir
 
@@ -74,7 +74,7 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
         warnings.warn(
             f"train.mixed_precision = 'fp16' needs a GPU (loss scaling runs there only); on "
             f"{accelerator.device.type} this run trains in fp32. Use 'bf16' for mixed "
-            "precision on CPU.", RuntimeWarning, stacklevel=2)
+            "precision on CPU.", RecipeWarning, stacklevel=2)
     return accelerator
 
 

@@ -149,7 +149,7 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
     registry = registry or get_registry()
     recipe = read_recipe(run.recipe_file)
     info = run.read_data_info()
-    family = build_family(recipe, registry, info)
+    family = build_family(recipe, registry, info, warn_unused=False)  # warned at training
     if not run.weights_file.is_file():
         raise RunDirError(f"run folder {str(run.path)!r} has no final weights "
                           f"({run.weights_file}); finish training with `dgm run`")
