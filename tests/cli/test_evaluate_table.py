@@ -39,3 +39,17 @@ def test_one_table_for_several_runs_and_from_saved_results(in_tmp, capsys):
         main(["--traceback", "evaluate", "vae", "diff", "--saved"])
     assert main(["evaluate", "diff"]) == 0  # recomputes and saves it again
     assert (in_tmp / "diff" / "evaluation.json").is_file()
+
+
+def test_a_density_on_continuous_data_is_reported_with_its_caveat(in_tmp, capsys):
+    """Log-mel spectrograms have no levels: no uniform reference, and a note that the
+    figure is a density, in the summary and under the table."""
+    assert main(["run", str(REPO / "recipes/speech/digits-mel-vae.toml"), "run.dir=mel",
+                 "evaluate.likelihood.k=2", *QUICK]) == 0
+    report = json.loads((in_tmp / "mel" / "evaluation.json").read_text())
+    assert "uniform_nll_nats" not in report
+    assert report["note"].startswith("continuous data: the NLL is of a density")
+    capsys.readouterr()
+    assert main(["evaluate", "mel", "--saved"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-mel-vae: continuous data: the NLL is of a density" in out

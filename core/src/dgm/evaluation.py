@@ -22,6 +22,11 @@ COPY_REFERENCE_MAX = 5000
 """At most this many training examples form the reference of a memorisation metric."""
 
 
+CONTINUOUS_NOTE = ("continuous data: the NLL is of a density, so it depends on the data's "
+                   "scale and can be negative; compare it only with densities of the same "
+                   "data, never with NLLs of discrete data")
+
+
 def bits_per_dim(nll_nats: float, dims: int) -> float:
     return nll_nats / (dims * math.log(2))
 
@@ -40,6 +45,8 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
     if family.likelihood_kind == "none":
         report["note"] = "implicit model: it defines no likelihood; see the sample metrics"
         return report
+    if not info.levels:
+        report["note"] = CONTINUOUS_NOTE
     settings = bind(family.log_likelihood, config.likelihood, where,
                     provided=("x", "label"))
     takes_label = "label" in parameters(family.log_likelihood)  # conditional families
@@ -162,6 +169,8 @@ def format_report(report: dict[str, Any]) -> str:
             ("NLL (nats/example)", f"{report['nll_nats']:.2f} ± {report['nll_nats_stderr']:.2f}"),
             ("bits/dim", f"{report['bits_per_dim']:.4f}"),
         ]
+        if "note" in report:
+            rows.append(("note", report["note"]))
     if "uniform_nll_nats" in report:
         rows.append(("uniform model (nats)", f"{report['uniform_nll_nats']:.2f}"))
     if report.get("metrics"):
@@ -209,6 +218,8 @@ def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
                          f"{report['uniform_nll_nats']:.2f} nats/example")
         if "metric_samples" in report:
             parts.append(f"sample metrics from {report['metric_samples']} per set")
+        if report.get("note") == CONTINUOUS_NOTE:
+            parts.append(f"{report.get('recipe', '?')}: {CONTINUOUS_NOTE}")
         notes += [part for part in parts if part not in notes]
     notes = ["; ".join(notes)] if notes else []
     return "\n".join(lines + [""] * bool(notes) + notes)
