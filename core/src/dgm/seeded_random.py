@@ -7,38 +7,37 @@ same noise whether the model runs on CPU or GPU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 
-def _draw_device(generator: torch.Generator | None,
-                 device: torch.device | str | None) -> torch.device | str | None:
-    return device if generator is None else generator.device
+def _draw(sample: Callable[..., Tensor], shape: Sequence[int],
+          generator: torch.Generator | None, device: torch.device | str | None,
+          **kwargs: object) -> Tensor:
+    """``sample(shape, ...)`` drawn on the generator's device, then moved to ``device``."""
+    where = device if generator is None else generator.device
+    x = sample(tuple(shape), generator=generator, device=where, **kwargs)
+    return x.to(device) if device is not None else x
 
 
 def randn(shape: Sequence[int], generator: torch.Generator | None = None,
           device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> Tensor:
     """Standard normal noise of ``shape`` on ``device``, drawn from ``generator``."""
-    x = torch.randn(tuple(shape), generator=generator,
-                    device=_draw_device(generator, device), dtype=dtype)
-    return x.to(device) if device is not None else x
+    return _draw(torch.randn, shape, generator, device, dtype=dtype)
 
 
 def rand(shape: Sequence[int], generator: torch.Generator | None = None,
          device: torch.device | str | None = None,
          dtype: torch.dtype | None = None) -> Tensor:
     """Uniform [0, 1) noise of ``shape`` on ``device``, drawn from ``generator``."""
-    x = torch.rand(tuple(shape), generator=generator,
-                   device=_draw_device(generator, device), dtype=dtype)
-    return x.to(device) if device is not None else x
+    return _draw(torch.rand, shape, generator, device, dtype=dtype)
 
 
 def randint(high: int, shape: Sequence[int], generator: torch.Generator | None = None,
             device: torch.device | str | None = None) -> Tensor:
     """Integers in [0, high) of ``shape`` on ``device``, drawn from ``generator``."""
-    x = torch.randint(0, high, tuple(shape), generator=generator,
-                      device=_draw_device(generator, device))
-    return x.to(device) if device is not None else x
+    return _draw(lambda size, **kw: torch.randint(0, high, size, **kw), shape, generator,
+                 device)
