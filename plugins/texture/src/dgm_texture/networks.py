@@ -55,7 +55,7 @@ class SpatialGenerator(nn.Module):
     """
 
     def __init__(self, data_shape: tuple[int, ...], latent_dim: int = 16,
-                 channels: list[int] | None = None, norm: Norm = "batch",
+                 channels: list[int] | None = None, norm: Norm = "group",
                  padding_mode: PaddingMode = "circular") -> None:
         super().__init__()
         channels = list(channels or [128, 128, 64, 32, 16])
