@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
@@ -92,6 +93,7 @@ class NaNPlugin:
         register("nan", lambda ctx, **settings: NaNFamily())
 
 
+@pytest.mark.filterwarnings("ignore::dgm.errors.RecipeWarning")  # the VAE tables
 def test_a_nan_loss_stops_the_run_and_names_the_step_and_checkpoint(in_tmp, capsys, host):
     with registered_plugin(NaNPlugin(), "test", host):
         code = main(["run", RECIPE, "run.dir=nan", "family.name=test:nan", "train.steps=5",
@@ -104,6 +106,7 @@ def test_a_nan_loss_stops_the_run_and_names_the_step_and_checkpoint(in_tmp, caps
     assert torch.isfinite(saved["w"])
 
 
+@pytest.mark.filterwarnings("ignore::dgm.errors.RecipeWarning")  # the VAE tables
 def test_a_nan_loss_can_be_skipped(in_tmp, host):
     with registered_plugin(NaNPlugin(), "test", host):
         assert main(["run", RECIPE, "run.dir=skip", "family.name=test:nan", "train.steps=5",
