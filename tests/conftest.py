@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dgm import plugins
+from dgm.testing import dgm_host as host  # noqa: F401 - dgm.testing's fixture, as `host`
 
 REPO = Path(__file__).resolve().parents[1]
 
 collect_ignore = ["plugin_projects"]  # third-party projects with their own test suites
-
-
-@pytest.fixture
-def host():
-    """A freshly loaded plugin host (all installed plugins), checked for misspelt hooks."""
-    plugins.reset()
-    h = plugins.get_host()
-    h.pm.check_pending()
-    yield h
-    plugins.reset()
 
 
 @pytest.fixture
