@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -118,8 +119,9 @@ class RunDir:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename, so a kill never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    """Write beside ``path`` and rename, so a kill never leaves a half-written file. The
+    temporary name carries the process id: two writers never rename each other's file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
 

@@ -60,8 +60,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...] =
     return out
 
 
-def prepare_run_dir(recipe: Recipe, run: RunDir) -> None:
-    """Create the run folder, or check that an existing one holds the same recipe."""
+def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
+    """Create the run folder, or check that an existing one holds the same recipe.
+    ``write=False`` only checks: the other processes of a multi-process run, which
+    come after the main process has written the folder."""
     text = recipe.to_toml()
     if run.recipe_file.exists():
         saved = read_recipe(run.recipe_file)
@@ -77,8 +79,9 @@ def prepare_run_dir(recipe: Recipe, run: RunDir) -> None:
     elif run.path.exists() and any(run.path.iterdir()):
         raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
                           "another run.dir")
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.recipe_file, text)
+    if write:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run.recipe_file, text)
 
 
 def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
@@ -99,9 +102,10 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
     if family.likelihood_kind != "none":  # fail now, not after training
         bind(family.log_likelihood, recipe.evaluate.likelihood,
              recipe.where("[evaluate.likelihood]"), provided=("x",))
-    prepare_run_dir(recipe, run)
     trainer = Trainer(family, train_data, run, recipe.train, recipe.data_loading,
                       seed=recipe.run.seed)
+    with trainer.accelerator.main_process_first():
+        prepare_run_dir(recipe, run, write=trainer.accelerator.is_main_process)
     if not trainer.accelerator.is_main_process:
         echo = _silent  # one process speaks for a multi-process run
     n_params = sum(p.numel() for p in family.parameters())
