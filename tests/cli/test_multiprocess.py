@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -30,9 +31,15 @@ def run(args: list[str], cwd) -> subprocess.CompletedProcess:
     return proc
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(in_tmp):
     two = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", "29517", "-m", "dgm", "run", RECIPE, "run.dir=two",
+               "--master_port", str(free_port()), "-m", "dgm", "run", RECIPE, "run.dir=two",
                "data.batch_size=16", *SMALL], in_tmp)
     one = run([sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=one",
                "data.batch_size=32", *SMALL], in_tmp)
