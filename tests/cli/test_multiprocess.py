@@ -64,3 +64,16 @@ def test_two_processes_match_one_process_with_the_same_global_batch(in_tmp):
               for name in ("one", "two")}  # the 2-process loss is gathered from both
     assert len(logged["two"]) == 3
     assert all(abs(a - b) < 1e-3 for a, b in zip(logged["one"], logged["two"]))
+
+
+def test_each_process_draws_its_own_training_noise(in_tmp):
+    """Processes share the seed, not the noise: identical draws on every rank would give
+    a GAN duplicate fakes and a diffusion model repeated timesteps across the batch."""
+    probe = str(REPO / "tests" / "cli" / "noise_probe_run.py")
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(free_port()), probe, str(REPO / "recipes/image/digits-vae.toml"),
+         "run.dir=noise", "data.batch_size=8", "train.steps=3", "train.progress=false",
+         "sample.n=1", "evaluate.max_examples=2", "evaluate.metrics=[]"], in_tmp)
+    draws = [json.loads((in_tmp / f"noise-{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(draws[0]) == len(draws[1]) == 3
+    assert all(a != b for a, b in zip(*draws))

@@ -111,7 +111,9 @@ class Trainer:
         self.run = run
         self.seed = seed
         self.accelerator = accelerator or make_accelerator(config, seed)
-        set_seed(seed)
+        # Each process draws its own training noise (seed + process index; one process
+        # keeps ``seed``). The weights stay identical: prepare() broadcasts rank 0's.
+        set_seed(seed, device_specific=True)
         if len(data) < data_config.batch_size:
             raise TrainingError(f"data set has {len(data)} examples, fewer than one batch "
                                 f"(data.batch_size = {data_config.batch_size})")
