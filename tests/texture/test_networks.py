@@ -44,6 +44,27 @@ def test_generator_output_of_a_tiled_noise_map_is_the_tiled_output():
 
 
 @torch.no_grad()
+def test_noise_injection_draws_every_scale_from_one_periodic_noise_map():
+    torch.manual_seed(0)
+    generator = SpatialGenerator((1, 32, 32), latent_dim=4, channels=[16, 16, 8],
+                                 noise_injection=True).eval()
+    assert generator.latent_shape((1, 32, 48)) == (4 + 2, 32, 48)  # full res, 2 stages
+    for scale in generator.noise_scales:
+        nn.init.normal_(scale)  # trained weights: the noise reaches the output
+    z = torch.randn(2, 6, 32, 48)
+    x = generator(z)
+    assert x.shape == (2, 1, 32, 48)
+    assert torch.allclose(generator(tile(z)), tile(x), atol=1e-5)
+    finest = z.clone()
+    finest[:, -1] = torch.randn(2, 32, 48)  # only the full-resolution noise channel
+    changed = (generator(finest) - x).abs()
+    assert changed.mean() > 1e-3
+    for scale in generator.noise_scales:
+        nn.init.zeros_(scale)  # as initialised: the per-pixel noise is not used yet
+    assert torch.equal(generator(finest), generator(z))
+
+
+@torch.no_grad()
 def test_denoiser_commutes_with_tiling_and_circular_shifts():
     torch.manual_seed(0)
     unet = texture_unet((1, 16, 16), channels=[16, 16, 16], norm_groups=8).eval()

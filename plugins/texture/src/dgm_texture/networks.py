@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm.denoisers import UNet2DDenoiser
@@ -52,11 +54,20 @@ class SpatialGenerator(nn.Module):
     up-sample by 2 (nearest) and apply two 3x3 convolutions (normalised, ReLU) to the next
     width; a last 3x3 convolution and tanh give the image. Every convolution pads with
     ``padding_mode`` (circular: the image is periodic with its own size).
+
+    With ``noise_injection`` each stage also adds one channel of per-pixel noise at its
+    own resolution, scaled per channel by learned weights that start at zero (as in
+    StyleGAN, Karras et al. 2019): fine detail then need not be derived from the coarse
+    map, whose blocks otherwise show as a pattern with the period of the up-sampling.
+    All noise comes from z, so sampling stays seeded: z is then one full-resolution map
+    of ``latent_dim`` + stages channels, and each scale's noise is a channel's block
+    mean rescaled to unit variance (periodic whenever z is).
     """
 
     def __init__(self, data_shape: tuple[int, ...], latent_dim: int = 16,
                  channels: list[int] | None = None, norm: Norm = "group",
-                 padding_mode: PaddingMode = "circular") -> None:
+                 padding_mode: PaddingMode = "circular", noise_injection: bool = False
+                 ) -> None:
         super().__init__()
         channels = list(channels or [128, 128, 64, 32, 16])
         if len(data_shape) != 3:
@@ -74,22 +85,48 @@ class SpatialGenerator(nn.Module):
         def conv(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode=padding_mode)
 
-        layers: list[nn.Module] = [conv(latent_dim, channels[0]), _norm(norm, channels[0]),
-                                   nn.ReLU()]
-        for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       conv(c_in, c_out), _norm(norm, c_out), nn.ReLU(),
-                       conv(c_out, c_out), _norm(norm, c_out), nn.ReLU()]
-        layers += [conv(channels[-1], data_shape[0]), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.noise_injection = noise_injection
+        self.stem = nn.Sequential(conv(latent_dim, channels[0]), _norm(norm, channels[0]),
+                                  nn.ReLU())
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv(c_in, c_out),
+                          _norm(norm, c_out), nn.ReLU(), conv(c_out, c_out))
+            for c_in, c_out in zip(channels[:-1], channels[1:]))
+        self.post = nn.ModuleList(nn.Sequential(_norm(norm, c), nn.ReLU())
+                                  for c in channels[1:])
+        self.noise_scales = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, c, 1, 1)) for c in channels[1:]
+        ) if noise_injection else None
+        self.head = nn.Sequential(conv(channels[-1], data_shape[0]), nn.Tanh())
 
     def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The noise map for an output of ``data_shape``."""
-        return (self.latent_dim, data_shape[-2] // self.size_multiple,
-                data_shape[-1] // self.size_multiple)
+        height, width = data_shape[-2] // self.size_multiple, data_shape[-1] // self.size_multiple
+        if self.noise_injection:
+            return (self.latent_dim + self.stages, height * self.size_multiple,
+                    width * self.size_multiple)
+        return (self.latent_dim, height, width)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        if self.noise_injection:
+            coarse = _block_noise(z[:, :self.latent_dim], self.size_multiple)
+        else:
+            coarse = z
+        h = self.stem(coarse)
+        for stage, (up, post) in enumerate(zip(self.up, self.post)):
+            h = up(h)
+            if self.noise_scales is not None:
+                factor = 2 ** (self.stages - 1 - stage)
+                channel = z[:, self.latent_dim + stage:self.latent_dim + stage + 1]
+                h = h + self.noise_scales[stage] * _block_noise(channel, factor)
+            h = post(h)
+        return self.head(h)
+
+
+def _block_noise(z: Tensor, factor: int) -> Tensor:
+    """Means of ``factor`` x ``factor`` blocks of unit normal noise, times ``factor``: unit
+    normal noise at 1/factor of the resolution."""
+    return z if factor == 1 else F.avg_pool2d(z, factor) * factor
 
 
 class PatchCritic(nn.Module):
