@@ -16,6 +16,10 @@ Figures per exemplar and family:
 Run: ``.venv/bin/python benchmarks/texture_synthesis.py`` (about 65 minutes on 2 cores);
 ``--reuse`` re-scores finished runs. Writes benchmarks/results/texture_synthesis.{json,md}
 and docs/images/texture-<exemplar>.jpg (exemplar, diffusion and GAN samples tiled 2x2).
+
+A variant: ``--families GAN --set networks.generator.noise_injection=true --name
+texture_gan_noise_injection --runs runs/bench-texture-ni`` adds recipe overrides and
+writes results/NAME.{json,md} and no preview images.
 """
 
 from __future__ import annotations
@@ -101,16 +105,21 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="re-score finished runs")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-texture")
     parser.add_argument("--exemplars", nargs="*", default=list(EXEMPLARS))
+    parser.add_argument("--families", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides for every run")
+    parser.add_argument("--name", default="texture_synthesis", help="results file name")
     args = parser.parse_args()
     keep_freed_memory()
     rows, settings = [], {}
     for name in args.exemplars:
         (image,), _ = load_exemplars([name])
         big_samples = {}
-        for family, (recipe, steps) in RECIPES.items():
+        for family in args.families:
+            recipe, steps = RECIPES[family]
             run = args.runs / f"{name}-{family.lower()}"
             overrides = [f"data.image={name}", f"run.name={name}-{family.lower()}",
-                         f"train.steps={steps}"]
+                         f"train.steps={steps}", *args.set]
             settings[family] = {"recipe": recipe, "overrides": overrides[2:]}
             timings = timed_dgm_run(recipe, run, overrides, reuse=args.reuse, cwd=ROOT)
             figures, big_samples[family] = score(run, image)
@@ -119,15 +128,16 @@ def main() -> None:
             row["swd_ratio"] = row["patch_swd"] / row["patch_swd_floor"]
             rows.append(row)
             print(json.dumps(row), flush=True)
-        panel(image, big_samples, IMAGES / f"texture-{name}.jpg")
+        if args.name == "texture_synthesis":
+            panel(image, big_samples, IMAGES / f"texture-{name}.jpg")
     result = {"benchmark": "texture_synthesis", "machine": machine(),
               "settings": {"recipes": settings, "holdout": HOLDOUT, "swd": SWD,
                            "crop": 64, "samples_for_swd": "2 x 256x256",
                            "copy": "16x16 patches, RMS <= 0.01, stride-1 windows with flips"},
               "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "texture_synthesis.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "texture_synthesis.md").write_text(table(result))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{args.name}.md").write_text(table(result))
     print(table(result))
 
 

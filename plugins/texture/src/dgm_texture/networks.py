@@ -85,19 +85,18 @@ class SpatialGenerator(nn.Module):
         def conv(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode=padding_mode)
 
+        layers: list[nn.Module] = [conv(latent_dim, channels[0]), _norm(norm, channels[0]),
+                                   nn.ReLU()]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
+                       conv(c_in, c_out), _norm(norm, c_out), nn.ReLU(),
+                       conv(c_out, c_out), _norm(norm, c_out), nn.ReLU()]
+        layers += [conv(channels[-1], data_shape[0]), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
         self.noise_injection = noise_injection
-        self.stem = nn.Sequential(conv(latent_dim, channels[0]), _norm(norm, channels[0]),
-                                  nn.ReLU())
-        self.up = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv(c_in, c_out),
-                          _norm(norm, c_out), nn.ReLU(), conv(c_out, c_out))
-            for c_in, c_out in zip(channels[:-1], channels[1:]))
-        self.post = nn.ModuleList(nn.Sequential(_norm(norm, c), nn.ReLU())
-                                  for c in channels[1:])
         self.noise_scales = nn.ParameterList(
             nn.Parameter(torch.zeros(1, c, 1, 1)) for c in channels[1:]
         ) if noise_injection else None
-        self.head = nn.Sequential(conv(channels[-1], data_shape[0]), nn.Tanh())
 
     def latent_shape(self, data_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """The noise map for an output of ``data_shape``."""
@@ -108,19 +107,16 @@ class SpatialGenerator(nn.Module):
         return (self.latent_dim, height, width)
 
     def forward(self, z: Tensor) -> Tensor:
-        if self.noise_injection:
-            coarse = _block_noise(z[:, :self.latent_dim], self.size_multiple)
-        else:
-            coarse = z
-        h = self.stem(coarse)
-        for stage, (up, post) in enumerate(zip(self.up, self.post)):
-            h = up(h)
-            if self.noise_scales is not None:
-                factor = 2 ** (self.stages - 1 - stage)
-                channel = z[:, self.latent_dim + stage:self.latent_dim + stage + 1]
-                h = h + self.noise_scales[stage] * _block_noise(channel, factor)
-            h = post(h)
-        return self.head(h)
+        if self.noise_scales is None:
+            return self.net(z)
+        h = self.net[:3](_block_noise(z[:, :self.latent_dim], self.size_multiple))
+        for stage, scale in enumerate(self.noise_scales):
+            first = 3 + 7 * stage  # up-sample, conv, norm, ReLU, conv | norm, ReLU
+            h = self.net[first:first + 5](h)
+            channel = z[:, self.latent_dim + stage:self.latent_dim + stage + 1]
+            h = h + scale * _block_noise(channel, 2 ** (self.stages - 1 - stage))
+            h = self.net[first + 5:first + 7](h)
+        return self.net[-2:](h)
 
 
 def _block_noise(z: Tensor, factor: int) -> Tensor:
