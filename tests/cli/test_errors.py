@@ -88,6 +88,29 @@ def test_a_folder_that_is_not_a_run(capsys, in_tmp):
     assert "run folder 'missing-folder' does not exist" in err
 
 
+def test_weights_that_do_not_fit_the_recipes_networks(capsys, in_tmp):
+    """A run saved by another version of a network loads with a message, not a
+    state-dict dump, and nothing in the folder changes."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    assert main(["run", RECIPE, "run.dir=old", *TINY]) == 0
+    weights = in_tmp / "old" / "model" / "model.safetensors"
+    saved = load_file(weights)
+    saved["decoder.renamed.weight"] = saved.pop(sorted(saved)[0])
+    save_file(saved, weights)
+    before = weights.read_bytes()
+    capsys.readouterr()
+    err = error_of(capsys, "sample", "old", "--n", "2")
+    assert "run folder 'old': its weights (old/model/model.safetensors) do not fit the " \
+           "networks its recipe builds now" in err
+    assert "another version of dgm or of the plugins it uses (core, image)" in err
+    assert "decoder.renamed.weight" in err and len(err) < 1000
+    assert weights.read_bytes() == before
+    assert torch.equal(load_file(weights)["decoder.renamed.weight"],
+                       saved["decoder.renamed.weight"])
+
+
 def test_likelihood_that_does_not_fit_the_data(capsys, in_tmp):
     err = error_of(capsys, "run", RECIPE, "likelihood.name=core:bernoulli")
     assert "[likelihood]: the Bernoulli likelihood needs binary data in {0, 1}" in err

@@ -157,10 +157,37 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
     if not run.weights_file.is_file():
         raise RunDirError(f"run folder {str(run.path)!r} has no final weights "
                           f"({run.weights_file}); finish training with `dgm run`")
-    load_model(family, str(run.weights_file), device="cpu")
+    try:
+        load_model(family, str(run.weights_file), device="cpu")
+    except RuntimeError as exc:  # the saved tensors do not fit the networks built now
+        raise RunDirError(
+            f"run folder {str(run.path)!r}: its weights ({run.weights_file}) do not fit the "
+            f"networks its recipe builds now. Was it trained with another version of dgm or "
+            f"of the plugins it uses ({_plugins_named(recipe)})? {_shortened(str(exc))}"
+        ) from None
     device = make_accelerator(recipe.train, recipe.run.seed).device
     family.to(device).eval()
     return family, build_modality(info, registry), recipe
+
+
+def _plugins_named(recipe: Recipe) -> str:
+    """The plugins whose entries a recipe names (``image`` of ``image:digits``)."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("name"), str) and ":" in value["name"]:
+                names.add(value["name"].split(":")[0])
+            for item in value.values():
+                walk(item)
+
+    walk(recipe.tables)
+    return ", ".join(sorted(names))
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    flat = " ".join(line.strip() for line in text.strip().splitlines())
+    return flat if len(flat) <= limit else flat[:limit] + " ..."
 
 
 def sample_run(run: RunDir, n: int, seed: int = 1234, out: Path | None = None, echo=print,
