@@ -11,7 +11,8 @@ Figures per exemplar and family:
   held-out photograph region tiled (a visible seam).
 - copy score: share of 16x16 generated patches within 0.01 RMS of an exemplar window,
   next to the same share for held-out photograph patches.
-- seconds to generate one 512x512 texture (diffusion: DPM-Solver++ 20 steps).
+- seconds to generate one 512x512 texture (diffusion: DPM-Solver++ at the recipe's
+  sampling_steps, or --sampling-steps for runs trained before a change of it).
 
 Run: ``.venv/bin/python benchmarks/texture_synthesis.py`` (about 65 minutes on 2 cores);
 ``--reuse`` re-scores finished runs. Writes benchmarks/results/texture_synthesis.{json,md}
@@ -66,18 +67,20 @@ def seam_spread(x: torch.Tensor, period: int = 16) -> float:
     return float((interior[:columns].std() + interior[columns:].std()) / 2)
 
 
-def score(run: Path, image: torch.Tensor) -> tuple[dict, torch.Tensor]:
+def score(run: Path, image: torch.Tensor, **options: int) -> tuple[dict, torch.Tensor]:
+    """Figures of one run; ``options`` go to every ``family.sample`` call."""
     family, _, _ = load_family(RunDir.open(run))
     train_region = split_region(image, "train", HOLDOUT)[None]
     held = split_region(image, "test", HOLDOUT)[None]
     generator = torch.Generator().manual_seed(0)
-    family.sample(1, generator, size=(64, 64))  # warm-up: lazy imports, allocator
+    family.sample(1, generator, size=(64, 64), **options)  # warm-up: imports, allocator
     start = time.perf_counter()
-    big = family.sample(1, generator, size=(512, 512))
+    big = family.sample(1, generator, size=(512, 512), **options)
     seconds_512 = time.perf_counter() - start
     side = 256  # two 256x256 samples cover the held-out region's 128x512 pixels
-    samples = family.sample(2, generator, size=(side, side))
+    samples = family.sample(2, generator, size=(side, side), **options)
     return {
+        "sampling_steps": options.get("steps", getattr(family, "sampling_steps", None)),
         "seconds_512": seconds_512,
         "patch_swd": swd(samples, train_region),
         "patch_swd_floor": swd(held, train_region),
@@ -109,6 +112,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="recipe overrides for every run")
     parser.add_argument("--name", default="texture_synthesis", help="results file name")
+    parser.add_argument("--sampling-steps", type=int, default=None,
+                        help="diffusion sampling steps when scoring (default: the run's)")
     args = parser.parse_args()
     keep_freed_memory()
     rows, settings = [], {}
@@ -122,7 +127,11 @@ def main() -> None:
                          f"train.steps={steps}", *args.set]
             settings[family] = {"recipe": recipe, "overrides": overrides[2:]}
             timings = timed_dgm_run(recipe, run, overrides, reuse=args.reuse, cwd=ROOT)
-            figures, big_samples[family] = score(run, image)
+            options = ({"steps": args.sampling_steps}
+                       if family == "diffusion" and args.sampling_steps else {})
+            if options:
+                settings[family]["sampling_steps_at_scoring"] = args.sampling_steps
+            figures, big_samples[family] = score(run, image, **options)
             row = {"exemplar": name, "family": family, "steps": timings["steps"],
                    "train_seconds": timings["train_seconds"], **figures}
             row["swd_ratio"] = row["patch_swd"] / row["patch_swd_floor"]
@@ -149,7 +158,8 @@ def table(result: dict) -> str:
              "region); seam score of a 512x512 sample tiled (1 = no seam) next to the "
              "held-out photo region tiled, with the spread of interior borders of the same phase "
              "(a seam within about two spreads of 1 is within noise); copy score next to "
-             "held-out photo patches.", "",
+             "held-out photo patches. Diffusion samples with DPM-Solver++ at "
+             f"{_diffusion_steps(result)} steps.", "",
              "| exemplar | family | steps | training (s) | patch SWD (floor) | ratio | "
              "seam score ± interior spread (photo) | copy score (photo) | 512x512 (s) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -161,6 +171,12 @@ def table(result: dict) -> str:
             f"({r['seam_score_photo']:.1f}) | "
             f"{r['copy_score']:.3f} ({r['copy_score_photo']:.3f}) | {r['seconds_512']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _diffusion_steps(result: dict) -> str:
+    steps = sorted({r.get("sampling_steps") for r in result["rows"]
+                    if r["family"] == "diffusion"} - {None})
+    return "/".join(str(n) for n in steps) or "the recipe's"
 
 
 if __name__ == "__main__":
