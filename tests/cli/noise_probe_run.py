@@ -41,7 +41,8 @@ class NoiseFamily(Family):
 
 
 class NoisePlugin:
-    made: list[NoiseFamily] = []
+    def __init__(self) -> None:
+        self.made: list[NoiseFamily] = []
 
     @hookimpl
     def register_families(self, register):
