@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from safetensors.torch import load_model
 
@@ -28,7 +29,7 @@ from dgm.registry import Entry, Registry
 from dgm.runs import RunDir, write_json, write_text_atomic
 from dgm.settings import bind, parameters
 from dgm.sizes import parse_size
-from dgm.training import Trainer, make_accelerator
+from dgm.training import Trainer
 
 RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
 """Keys that may differ between a run folder's recipe and a command resuming it."""
@@ -165,7 +166,7 @@ def load_family(run: RunDir, registry: Registry | None = None) -> Loaded:
             f"networks its recipe builds now. Was it trained with another version of dgm or "
             f"of the plugins it uses ({_plugins_named(recipe)})? {_shortened(str(exc))}"
         ) from None
-    device = make_accelerator(recipe.train, recipe.run.seed).device
+    device = PartialState().device  # where accelerate trains; no precision needed
     family.to(device).eval()
     return family, build_modality(info, registry), recipe
 
