@@ -28,7 +28,7 @@ def test_spoken_digits_are_split_by_voice_and_small():
 def test_spoken_digits_yield_the_recipes_shapes():
     mel = spoken_digits("val")
     assert mel.info.shape == (1, 32, 64) and mel.info.classes[7] == "seven"
-    assert len(mel) == 80 and set(mel.labels.tolist()) == set(range(10))
+    assert len(mel) == 80 and set(mel.c.tolist()) == set(range(10))
     mu = spoken_digits("val", representation="mu-law", sample_rate=4000, duration=0.512)
     assert mu.info.shape == (1, 2048) and mu.info.levels == 256
     assert mu.info.source["representation"] == {"kind": "mu-law", "sample_rate": 4000,
@@ -48,7 +48,7 @@ def test_folder_labels_come_from_sub_folders(tmp_path):
     data = folder("train", str(tmp_path), representation="waveform", duration=0.1,
                   val_fraction=0, test_fraction=0)
     assert data.info.classes == ("no", "yes") and len(data) == 10
-    assert sorted(data.labels.tolist()) == [0] * 5 + [1] * 5
+    assert sorted(data.c.tolist()) == [0] * 5 + [1] * 5
     assert data.info.shape == (1, 800)
 
 
@@ -62,6 +62,6 @@ def test_folder_bad_files_are_named_or_skipped_with_a_warning(tmp_path):
         folder("train", str(tmp_path), **settings)
     with pytest.warns(UserWarning, match="skipped 2.*broken.flac.*quiet.wav"):
         data = folder("train", str(tmp_path), skip_bad=True, **settings)
-    assert len(data) == 1 and data.labels is None
+    assert len(data) == 1 and data.c is None
     with pytest.raises(DataError, match="does not exist"):
         folder("train", str(tmp_path / "nowhere"))

@@ -67,7 +67,7 @@ def test_sample_with_a_condition_writes_wavs_and_a_page(in_tmp, capsys):
 
 
 @pytest.mark.parametrize("recipe", ["digits-mel-vae.toml", "digits-mulaw-wavenet.toml"])
-def test_unconditional_families_refuse_a_condition(in_tmp, capsys, recipe):
+def test_runs_trained_without_a_condition_refuse_one(in_tmp, capsys, recipe):
     path = REPO / "recipes" / "speech" / recipe
     tiny = ["train.steps=1", "train.progress=false", "sample.n=1", "evaluate.max_examples=2",
             "evaluate.metrics=[]", "data.duration=0.128"]

@@ -75,6 +75,11 @@ def test_a_third_party_modality_trains_with_three_families_through_its_recipes(t
     pip_install_target(POINTS, site)
     tests = run_in(site, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=POINTS)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    listed = run_in(site, "-m", "dgm", "plugins", "--json")
+    points = {p["name"]: p for p in json.loads(listed.stdout)}["points"]
+    assert points["loaded"] and points["error"] is None  # a hook API 1 plugin loads ...
+    assert any("written against dgm hook API 1" in w and "'label'" in w
+               for w in points["warnings"])  # ... with a note of what to change
     script = textwrap.dedent(f"""
         import json
         from dgm.workflows import run_recipe

@@ -33,3 +33,13 @@ def test_the_guide_names_the_hook_api_version_and_the_testing_kit():
     assert "HOOK_API_VERSION" in guide and f"dgm_hook_api = {hookspecs.HOOK_API_VERSION}" \
         in guide
     assert "ModalityConformance" in guide and "dgm plugin new" in guide
+
+
+def test_the_guide_carries_the_role_table_dgm_show_prints(host):
+    from dgm.cli import role_table
+
+    guide = (REPO / "CONTRIBUTING.md").read_text()
+    start = guide.index("<!-- role table:")
+    table = guide[guide.index("\n", start) + 1:guide.index("<!-- end of role table -->")]
+    assert table.strip() == role_table(host.registry), (
+        "CONTRIBUTING.md's role table differs from `dgm show --roles`: paste its output")

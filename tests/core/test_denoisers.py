@@ -64,15 +64,18 @@ def test_the_conv1d_denoiser_learns_sines_better_than_the_mlp_denoiser():
     assert conv_mmd < 0.6 * mlp_mmd, (conv_mmd, mlp_mmd)
 
 
-def test_the_conv1d_denoiser_keeps_shapes_takes_classes_and_wraps_around():
-    net = Conv1dDenoiser((3, 64), hidden=16, blocks=2, num_classes=4, padding_mode="circular")
-    x, labels = torch.randn(5, 3, 64), torch.tensor([0, 1, 2, 3, 0])
+def test_the_conv1d_denoiser_keeps_shapes_takes_a_condition_and_wraps_around():
+    net = Conv1dDenoiser((3, 64), hidden=16, blocks=2, condition_dim=4,
+                         padding_mode="circular")
+    x, labels = torch.randn(5, 3, 64), torch.randn(5, 4)
     t = torch.randint(0, 1000, (5,), dtype=torch.int64)
     assert torch.equal(net(x, t, labels), torch.zeros_like(x))  # the output starts at zero
     nn.init.normal_(net.out[-1].weight, std=0.1)
     out = net(x, t, labels)
     assert out.shape == x.shape and not torch.equal(out, net(x, t, labels.flip(0)))
-    assert net(x, torch.tensor(7), None).shape == x.shape  # a scalar timestep broadcasts
+    assert net(x, torch.tensor(7), labels).shape == x.shape  # a scalar timestep broadcasts
+    with pytest.raises(ValueError, match="built with condition_dim"):
+        net(x, t, None)
     # circular padding: shifting the signal shifts the output the same way
     torch.testing.assert_close(net(x.roll(5, -1), t, labels), out.roll(5, -1),
                                atol=1e-5, rtol=1e-4)

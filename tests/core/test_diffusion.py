@@ -10,13 +10,14 @@ from torch import Tensor, nn
 
 from dgm.assembly import build_data, build_family
 from dgm.cli import main
-from dgm.contract import DataInfo
+from dgm.conditions import ConditionEncoder
+from dgm.contract import Condition, DataInfo
 from dgm.errors import RecipeError
 from dgm.families.diffusion import SAMPLERS, Diffusion
 from dgm.recipes import Recipe
 from tests.conftest import REPO
 
-INFO = DataInfo("image:image", (1, 2, 2), levels=17, classes=("a", "b"))
+INFO = DataInfo("image:image", (1, 2, 2), levels=17, condition=Condition.of_classes("ab"))
 POINTS = torch.tensor([[-1.0, 0.5, 0.0, 1.0], [0.25, -0.5, 1.0, -1.0]]).reshape(2, 1, 2, 2)
 
 
@@ -31,9 +32,10 @@ class OracleDenoiser(nn.Module):
         self.error = error
         self.unused = nn.Linear(1, 1)  # so the family has a parameter and a device
 
-    def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
         a = self.alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
-        x0 = POINTS[labels if labels is not None else torch.zeros_like(t.long())].to(x_t)
+        labels = condition.argmax(1) if condition is not None else torch.zeros_like(t.long())
+        x0 = POINTS[labels].to(x_t)
         x0 = x0 + self.error
         eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
         if self.prediction == "epsilon":
@@ -41,10 +43,18 @@ class OracleDenoiser(nn.Module):
         return a.sqrt() * eps - (1 - a).sqrt() * x0
 
 
+class OneHot(nn.Module):
+    """A condition network that encodes class c as the one-hot vector e_c."""
+
+    def forward(self, c: Tensor) -> Tensor:
+        return nn.functional.one_hot(c.long(), 2).float()
+
+
 def oracle_family(prediction: str = "epsilon", conditional: bool = False,
                   error: float = 0.0, snap_to_grid: bool = True) -> Diffusion:
+    encoder = ConditionEncoder(OneHot(), INFO.condition, dim=2) if conditional else None
     family = Diffusion(nn.Identity(), INFO, timesteps=200, prediction=prediction,
-                       conditional=conditional, snap_to_grid=snap_to_grid)
+                       snap_to_grid=snap_to_grid, condition_encoder=encoder)
     family.denoiser = OracleDenoiser(family.scheduler.alphas_cumprod, prediction, error)
     return family
 
@@ -95,8 +105,8 @@ def test_unknown_sampler_and_bad_settings_are_named():
         oracle_family().sample(2, sampler="euler")
     with pytest.raises(ValueError, match="prediction must be"):
         Diffusion(nn.Identity(), INFO, prediction="x0")
-    with pytest.raises(ValueError, match="needs a data set with class labels"):
-        Diffusion(nn.Identity(), DataInfo("image:image", (1, 2, 2)), conditional=True)
+    with pytest.raises(ValueError, match="guidance must be 0 or more"):
+        Diffusion(nn.Identity(), INFO, guidance=-1)
 
 
 def small_diffusion(host, **family):

@@ -33,7 +33,7 @@ def test_latents_are_the_vae_posterior_means_of_its_data(vae_run):
     expected = family.encode(images.images)[0]
     assert data.info.shape == (5,) and len(data) == len(images) == 350
     torch.testing.assert_close(data.latents, expected)
-    assert torch.equal(data[3]["label"], images[3]["label"])
+    assert torch.equal(data[3]["c"], images[3]["c"])
 
 
 def test_latent_diffusion_samples_decode_to_images_through_the_vae(vae_run, in_tmp):

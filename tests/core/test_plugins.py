@@ -157,10 +157,21 @@ def test_a_plugin_targeting_a_newer_hook_api_is_reported(tmp_path):
         """)
     found = plugins_json(tmp_path)
     assert found["future"]["loaded"]
-    assert "targets dgm hook API 99, but this dgm has hook API 1" in \
+    assert "targets dgm hook API 99, but this dgm has hook API 2" in \
         found["future"]["warnings"][0]
     text = dgm_cli("plugins", env={"PYTHONPATH": str(tmp_path)}).stdout
     assert "warning: targets dgm hook API 99" in text
+
+
+def test_a_plugin_targeting_an_older_hook_api_loads_with_a_note_of_what_to_change(tmp_path):
+    fake_distribution(tmp_path, "elder", """
+        dgm_hook_api = 1
+        """)
+    found = plugins_json(tmp_path)
+    assert found["elder"]["loaded"] and found["elder"]["error"] is None
+    (note,) = found["elder"]["warnings"]
+    assert note.startswith("written against dgm hook API 1: hook API 2 adds conditions")
+    assert "instead of 'label'" in note and "Migrating from hook API 1" in note
 
 
 class OldSpecs:

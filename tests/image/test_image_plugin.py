@@ -41,7 +41,7 @@ def test_digits_split_sizes_levels_and_order():
     raw = load_digits()
     assert torch.equal(test[0]["x"].flatten(), torch.tensor(raw.data[1350] / 8 - 1,
                                                             dtype=torch.float32))
-    assert test[0]["label"].item() == raw.target[1350]
+    assert test[0]["c"].item() == raw.target[1350]
     assert torch.isin(test.images, torch.linspace(-1, 1, 17)).all()
 
 
@@ -63,7 +63,7 @@ def test_folder_data_set_labels_from_subfolders_and_disjoint_splits(tmp_path):
     train = parts["train"]
     for i in range(len(train)):
         brightness = (train[i]["x"][0, 0, 0].item() + 1) * 127.5
-        assert train[i]["label"].item() == (1 if brightness >= 100 else 0)
+        assert train[i]["c"].item() == (1 if brightness >= 100 else 0)
 
 
 def test_folder_data_set_skips_unreadable_files_with_a_warning(tmp_path):

@@ -8,7 +8,19 @@ from typing import Any
 
 from torch import nn
 
-from dgm.contract import DataInfo, DataSource, Family, Likelihood, Modality, Prior
+from dgm.conditions import DEFAULT_CONDITION_NETWORKS, ConditionEncoder
+from dgm.contract import (
+    CONDITION_DIM,
+    CONDITION_ENCODER,
+    ROLES,
+    DataInfo,
+    DataSource,
+    Family,
+    Likelihood,
+    Modality,
+    Prior,
+    Role,
+)
 from dgm.errors import DataError, RecipeError, RecipeWarning
 from dgm.recipes import Recipe
 from dgm.registry import Entry, Registry
@@ -65,6 +77,20 @@ def role_examples(registry: Registry, role: str, shape: tuple[int, ...] = ()) ->
     return names
 
 
+def _check_family_arguments(role: Role, structural: dict[str, Any]) -> None:
+    """A family passes a declared role exactly its structural arguments (and
+    ``condition_dim`` where the role takes the condition as an argument)."""
+    expected = set(role.arguments) | ({CONDITION_DIM} if role.conditioning == "argument"
+                                      else set())
+    unexpected = sorted(set(structural) - expected)
+    missing = sorted(set(role.arguments) - set(structural))
+    if unexpected or missing:
+        problems = ([f"unexpected {', '.join(unexpected)}"] if unexpected else []) + (
+            [f"missing {', '.join(missing)}"] if missing else [])
+        raise TypeError(f"role {role.name!r} is built with {', '.join(role.arguments)}; "
+                        f"got {'; '.join(problems)}")
+
+
 class BuildContext:
     """What a family factory receives: the data's description and builders for the
     parts the recipe names (or the modality's defaults where it names none)."""
@@ -77,30 +103,64 @@ class BuildContext:
         self.modality = modality
         self.roles_built: set[str] = set()
 
-    def network(self, role: str, **structural: Any) -> nn.Module:
-        """Build the network for ``role``; ``structural`` are the family's arguments."""
-        self.roles_built.add(role)
+    def network(self, role: Role | str, default: str | None = None,
+                **structural: Any) -> nn.Module:
+        """Build the network for ``role`` (a declared :class:`Role`, or the name of one);
+        ``structural`` are the family's arguments, every one of which the factory must
+        accept. ``default`` replaces the modality's default network for the role."""
+        if isinstance(role, Role):
+            _check_family_arguments(role, structural)
+        else:  # a role by name (hook API 1 families): the arguments are the family's
+            role = ROLES.get(role) or Role(role, tuple(structural), "", conditioning=None)
+        self.roles_built.add(role.name)
         tables = self.recipe.table("networks")
-        table = dict(tables.get(role, {}))
-        where = self.recipe.where(f"[networks.{role}]")
-        name = table.pop("name", None) or self.modality.networks.get(role)
+        table = dict(tables.get(role.name, {}))
+        where = self.recipe.where(f"[networks.{role.name}]")
+        name = table.pop("name", None) or default or self.modality.networks.get(role.name)
         if name is None:
-            examples = role_examples(self.registry, role, tuple(self.info.shape))
+            examples = role_examples(self.registry, role.name, tuple(self.info.shape))
             example = examples[0] if examples else "PLUGIN:NETWORK"
             known = ", ".join(sorted(self.modality.networks)) or "none"
             others = (f" (registered networks for this role: {', '.join(examples)})"
                       if examples else " (no registered modality has a default for it: "
                       "register a network and name it)")
             raise RecipeError(f"{where}: modality {self.modality.name!r} has no default "
-                              f"network for role {role!r} (it has defaults for: {known}); "
-                              f"name one, e.g. [networks.{role}] name = \"{example}\""
-                              f"{others}")
+                              f"network for role {role.name!r} (it has defaults for: "
+                              f"{known}); name one, e.g. [networks.{role.name}] name = "
+                              f"\"{example}\"{others}")
         entry = self.registry.get("networks", name, where=where)
         params = parameters(entry.obj)
-        accepted = {k: v for k, v in structural.items() if k in params
-                    or any(p.kind == p.VAR_KEYWORD for p in params.values())}
-        kwargs = bind(entry.obj, table, where, provided=tuple(accepted))
-        return _call(entry, where, **accepted, **kwargs)
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            for argument in structural:
+                if argument not in params:
+                    what = ("so it cannot serve a conditional model"
+                            if argument == CONDITION_DIM else
+                            f"which every {role.name} network receives")
+                    raise RecipeError(
+                        f"{where}: network {entry.name} (plugin {entry.plugin}) takes no "
+                        f"argument {argument!r}, {what}; a {role.name!r} factory is "
+                        f"called with {', '.join(sorted(structural))} and returns "
+                        f"{role.returns}")
+        kwargs = bind(entry.obj, table, where, provided=tuple(structural))
+        return _call(entry, where, **structural, **kwargs)
+
+    def condition_encoder(self, use: bool | None = None) -> ConditionEncoder | None:
+        """The encoder of the data's condition when the recipe's ``condition.use`` (or
+        ``use``) is true, else None. Each call builds a new one (a GAN's generator and
+        critic each have their own)."""
+        config = self.recipe.condition
+        if not (config.use if use is None else use):
+            return None
+        condition = self.info.condition
+        if condition.kind == "none":
+            data = self.recipe.table("data").get("name", "?")
+            raise RecipeError(f"{self.recipe.where('condition.use')}: the data set {data} "
+                              f"declares no condition (its DataInfo.condition is none), so "
+                              "there is nothing to condition on; set condition.use = false")
+        default = DEFAULT_CONDITION_NETWORKS.get(condition.kind)  # else the modality's
+        network = self.network(CONDITION_ENCODER, default=default, condition=condition,
+                               dim=config.dim)
+        return ConditionEncoder(network, condition, config.dim, config.dropout)
 
     def likelihood(self) -> Likelihood:
         name, settings = self.recipe.named("likelihood")
@@ -117,6 +177,20 @@ class BuildContext:
         entry = self.registry.get("priors", name or "core:standard-normal", where=where)
         return _call(entry, where, shape=shape,
                      **bind(entry.obj, settings, where, provided=("shape",)))
+
+
+def family_roles(entry: Entry) -> tuple[Role, ...]:
+    """The roles a registered family builds: the ``roles`` its factory's return type (a
+    :class:`Family` subclass) declares; () for a factory that declares none."""
+    import typing
+
+    try:
+        returned = typing.get_type_hints(entry.obj).get("return")
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve declares nothing
+        return ()
+    if isinstance(returned, type) and issubclass(returned, Family):
+        return tuple(returned.roles)
+    return ()
 
 
 def build_family(recipe: Recipe, registry: Registry, info: DataInfo,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dgm import hookimpl
+from dgm.conditions import ClassEmbedding
 from dgm.denoisers import Conv1dDenoiser, MLPDenoiser, UNet2DDenoiser
 from dgm.families.autoregressive import build_autoregressive
 from dgm.families.diffusion import build_diffusion
@@ -76,8 +77,10 @@ def register_datasets(register: Register) -> None:
 
 @hookimpl
 def register_networks(register: Register) -> None:
+    register("class-embedding", ClassEmbedding, "Condition encoder for class conditions: "
+             "a learned vector per class (the default [networks.condition])")
     register("unet2d", UNet2DDenoiser, "diffusers UNet2DModel denoiser for (C, H, W) arrays "
-             "(x_t, t, labels); circular padding on request")
+             "(x_t, t, condition); circular padding on request")
     register("conv1d-denoiser", Conv1dDenoiser, "Residual 1-D conv denoiser for (C, L) "
              "signals; circular padding on request")
     register("mlp-denoiser", MLPDenoiser, "Residual MLP denoiser for flat vectors (latents)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from dgm import __version__
 from dgm.cpu_allocator import keep_freed_memory
 from dgm.errors import DgmError, RecipeError, RecipeWarning, RunDirError
-from dgm.registry import SINGULAR
+from dgm.registry import SINGULAR, Registry
 
 SINGULAR_KINDS = tuple(SINGULAR.values())
 
@@ -120,14 +120,49 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
         print("no plugins loaded")
 
 
-STRUCTURAL = {
-    "networks": ("data_shape", "latent_dim", "param_channels", "num_classes", "in_channels",
-                 "out_channels"),
-    "datasets": ("split",), "families": ("ctx",), "priors": ("shape",),
-    "modalities": ("info",)}
-"""Arguments a family or dgm passes itself: not settings a recipe gives."""
+STRUCTURAL = {"datasets": ("split",), "families": ("ctx",), "priors": ("shape",),
+              "modalities": ("info",)}
+"""Arguments dgm passes itself, by kind: not settings a recipe gives. A network's are
+its roles' structural arguments (:func:`structural`)."""
+
+
+def structural(kind: str) -> tuple[str, ...]:
+    """The arguments dgm or a family passes to an entry of ``kind`` itself."""
+    if kind != "networks":
+        return STRUCTURAL.get(kind, ())
+    from dgm.contract import CONDITION_DIM, ROLES
+
+    return tuple(dict.fromkeys([a for role in ROLES.values() for a in role.arguments]
+                               + [CONDITION_DIM]))
 TABLES = {"networks": "[networks.<role>]", "datasets": "[data]", "families": "[family]",
           "priors": "[prior]", "likelihoods": "[likelihood]"}
+
+
+def role_table(registry: Registry) -> str:
+    """Every role the registered families build, as a Markdown table: which families,
+    what the factory receives, how the network is called, what it must return, and how
+    a condition reaches it. CONTRIBUTING.md carries this table (a test compares)."""
+    from dgm.assembly import family_roles
+    from dgm.contract import CONDITION_DIM, ROLES
+
+    users: dict[str, list[str]] = {}
+    for entry in registry.entries("families"):
+        for role in family_roles(entry):
+            users.setdefault(role.name, []).append(f"`{entry.name}`")
+    conditioned = {"input": "attached to its input by the family (the sizing argument "
+                            "grows by `condition.dim`)",
+                   "argument": f"`{CONDITION_DIM}` at build, the encoded condition as the "
+                               "last call argument",
+                   None: "-"}
+    rows = ["| role | families | factory receives | called as | must return | "
+            "a condition reaches it | checks |", "|---|---|---|---|---|---|---|"]
+    for role in ROLES.values():
+        families = ", ".join(users.get(role.name, [])) or "every conditional family"
+        arguments = ", ".join(f"`{a}`" for a in role.arguments)
+        checks = "; ".join(role.checks) or "-"
+        rows.append(f"| `{role.name}` | {families} | {arguments} | `{role.call}` | "
+                    f"{role.returns} | {conditioned[role.conditioning]} | {checks} |")
+    return "\n".join(rows)
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
@@ -137,6 +172,11 @@ def _cmd_show(args: argparse.Namespace) -> None:
     from dgm.settings import settings_of
 
     registry = get_registry()
+    if args.roles:
+        print(role_table(registry))
+        return
+    if not args.name:
+        raise RecipeError("dgm show: give a registered NAME (or --roles)")
     kinds = {singular: kind for kind, singular in SINGULAR.items()}
     entries = ([registry.get(kinds[args.kind], args.name)] if args.kind
                else registry.find(args.name))
@@ -160,7 +200,13 @@ def _cmd_show(args: argparse.Namespace) -> None:
             if modality:
                 print(f"  default likelihood: {modality.likelihood}")
             continue
-        rows = settings_of(entry.obj, STRUCTURAL.get(entry.kind, ()))
+        if entry.kind == "families":
+            from dgm.assembly import family_roles
+
+            for role in family_roles(entry):
+                print(f"  role {role.name}: factory({', '.join(role.arguments)}), then "
+                      f"{role.call} -> {role.returns}")
+        rows = settings_of(entry.obj, structural(entry.kind))
         table = TABLES.get(entry.kind)
         print(f"settings{f' ({table} keys)' if table else ''}:" if rows else
               "settings: none")
@@ -280,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "is, which plugin registered it, and the settings a recipe may give "
                        "it: name, type and default, from its factory's signature.",
                        epilog=EPILOG)
-    p.add_argument("name", help="a registered name, e.g. core:diffusion or unet2d")
+    p.add_argument("name", nargs="?", help="a registered name, e.g. core:diffusion or unet2d")
+    p.add_argument("--roles", action="store_true",
+                   help="print the table of network roles the families build")
     p.add_argument("--kind", choices=sorted(SINGULAR_KINDS), default=None,
                    help="look only among entries of this kind")
     p.set_defaults(func=_cmd_show)

@@ -12,14 +12,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 Batch = dict[str, Tensor]
-"""A batch: ``{"x": data, ...}``; ``"label"`` holds a condition where the data has one."""
+"""A batch: ``{"x": data}``, and ``{"x": data, "c": condition}`` where the data set
+declares a condition (:attr:`DataInfo.condition`): one key, whatever the condition's kind."""
+
+CONDITION_KEY = "c"
+"""The batch key of the condition."""
+LEGACY_CONDITION_KEY = "label"
+"""Hook API 1 data sets put class indices under this key; :func:`as_batch` renames it."""
 
 LikelihoodKind = Literal["exact", "bound", "none"]
 
@@ -75,6 +81,80 @@ class Prior(ABC, nn.Module):
 # -------------------------------------------------------------------------------------
 
 
+ConditionKind = Literal["none", "class", "tokens", "tensor"]
+CONDITION_KINDS: tuple[str, ...] = ("none", "class", "tokens", "tensor")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What each example carries besides x, declared by its data set.
+
+    - ``none``: nothing (unconditional data).
+    - ``class``: an int64 index per example into ``classes`` (their names).
+    - ``tokens``: an int64 sequence per example, ``(max_length,)``, of indices into
+      ``vocabulary`` (characters or phonemes); index 0 is padding, so lengths are the
+      count of non-zero entries.
+    - ``tensor``: a float tensor per example shaped ``shape`` in the registered
+      ``modality`` (a low-resolution image, a masked image and its mask, a mel).
+
+    Build one with :meth:`of_classes`, :meth:`of_tokens` or :meth:`of_tensor`.
+    """
+
+    kind: ConditionKind = "none"
+    classes: tuple[str, ...] = ()
+    vocabulary: tuple[str, ...] = ()
+    max_length: int = 0
+    modality: str = ""
+    shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONDITION_KINDS:
+            raise ValueError(f"condition kind must be one of {', '.join(CONDITION_KINDS)}, "
+                             f"got {self.kind!r}")
+        for name in ("classes", "vocabulary", "shape"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.kind == "class" and len(self.classes) < 2:
+            raise ValueError(f"a class condition needs at least 2 class names, got "
+                             f"{list(self.classes)}")
+        if self.kind == "tokens" and (len(self.vocabulary) < 2 or self.max_length < 1):
+            raise ValueError("a tokens condition needs a vocabulary (index 0: padding) and "
+                             "a max_length of at least 1")
+        if self.kind == "tensor" and (not self.modality or not self.shape):
+            raise ValueError("a tensor condition needs its modality and shape")
+
+    @classmethod
+    def of_classes(cls, names: Sequence[str]) -> Condition:
+        return cls("class", classes=tuple(names))
+
+    @classmethod
+    def of_tokens(cls, vocabulary: Sequence[str], max_length: int) -> Condition:
+        return cls("tokens", vocabulary=tuple(vocabulary), max_length=max_length)
+
+    @classmethod
+    def of_tensor(cls, modality: str, shape: Sequence[int]) -> Condition:
+        return cls("tensor", modality=modality, shape=tuple(shape))
+
+    def describe(self) -> str:
+        """One line for messages: what a model trained on this condition accepts."""
+        if self.kind == "class":
+            return f"a class: one of {', '.join(self.classes)}"
+        if self.kind == "tokens":
+            return (f"a token sequence of up to {self.max_length} tokens from a "
+                    f"{len(self.vocabulary)}-entry vocabulary")
+        if self.kind == "tensor":
+            return f"a {self.modality} tensor shaped {'x'.join(map(str, self.shape))}"
+        return "no condition"
+
+
+NO_CONDITION = Condition()
+
+
+def class_condition(names: Sequence[str]) -> Condition:
+    """A class condition over ``names``, or none where there are fewer than two (a folder
+    data set with one sub-folder has nothing to choose between)."""
+    return Condition.of_classes(names) if len(names) >= 2 else NO_CONDITION
+
+
 @dataclass(frozen=True)
 class DataInfo:
     """What a model must know about the data it fits."""
@@ -87,10 +167,20 @@ class DataInfo:
     """Number of evenly spaced values in [-1, 1] for discrete data; None if continuous."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     classes: Sequence[str] = ()
-    """Names of the conditioning labels, where the data has them."""
+    """Hook API 1's class names; kept equal to ``condition.classes``. New code declares
+    ``condition=Condition.of_classes(names)`` instead."""
     source: dict[str, Any] = field(default_factory=dict)
     """Where derived data came from, for modalities that need it (latents name the run
     of the autoencoder that made them). JSON-serialisable."""
+    condition: Condition = NO_CONDITION
+    """What each example carries besides x (batch key ``"c"``)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.condition, dict):  # read back from data_info.json
+            object.__setattr__(self, "condition", Condition(**self.condition))
+        if self.classes and self.condition.kind == "none":
+            object.__setattr__(self, "condition", class_condition(self.classes))
+        object.__setattr__(self, "classes", tuple(self.condition.classes))
 
     @property
     def dims(self) -> int:
@@ -113,21 +203,111 @@ class DataSource(Dataset):
 
 
 class TensorData(DataSource):
-    """Examples ``x`` (and optional ``labels``) held in memory as tensors."""
+    """Examples ``x`` (and optional conditions ``c``, one per example) held in memory."""
 
-    def __init__(self, x: Tensor, labels: Tensor | None, info: DataInfo) -> None:
+    def __init__(self, x: Tensor, c: Tensor | None, info: DataInfo) -> None:
         self.x = x
-        self.labels = labels
+        self.c = c
         self.info = info
+
+    @property
+    def labels(self) -> Tensor | None:
+        """Hook API 1's name for ``c``."""
+        return self.c
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         item = {"x": self.x[index]}
-        if self.labels is not None:
-            item["label"] = self.labels[index]
+        if self.c is not None:
+            item[CONDITION_KEY] = self.c[index]
         return item
+
+
+_warned_legacy_key = False
+
+
+def as_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` with a hook-API-1 ``"label"`` renamed to ``"c"`` (warned once)."""
+    global _warned_legacy_key
+    if LEGACY_CONDITION_KEY in batch and CONDITION_KEY not in batch:
+        if not _warned_legacy_key:
+            import warnings
+
+            warnings.warn("a data set yields its condition under 'label' (hook API 1); "
+                          "yield it under 'c' and declare DataInfo.condition",
+                          DeprecationWarning, stacklevel=2)
+            _warned_legacy_key = True
+        batch = {**batch, CONDITION_KEY: batch[LEGACY_CONDITION_KEY]}
+        del batch[LEGACY_CONDITION_KEY]
+    return batch
+
+
+# -------------------------------------------------------------------------------------
+# Network roles
+# -------------------------------------------------------------------------------------
+
+Conditioning = Literal["input", "argument"]
+
+
+@dataclass(frozen=True)
+class Role:
+    """A network role: what a family asks a modality's (or a recipe's) network to be.
+
+    ``arguments`` are the structural arguments the family passes to the factory (the
+    builder refuses a factory that does not accept one); ``returns`` states the output
+    the family relies on; ``checks`` are further properties the conformance kit tests.
+    ``conditioning`` says how an encoded condition, a ``(B, condition_dim)`` vector,
+    reaches the network when the model is conditional:
+
+    - ``"input"``: the family attaches it to the network's input (as extra channels
+      broadcast over positions, or extra features) and widens the structural argument
+      that sizes that input, so any network of the role serves conditional models
+      unchanged;
+    - ``"argument"``: the factory also receives ``condition_dim`` and the network is
+      called with the encoded condition as its last argument (None when unconditional).
+    """
+
+    name: str
+    arguments: tuple[str, ...]
+    returns: str
+    conditioning: Conditioning | None = "input"
+    call: str = "network(x)"
+    checks: tuple[str, ...] = ()
+
+
+CONDITION_DIM = "condition_dim"
+"""The structural argument an ``"argument"``-conditioned role receives when conditional."""
+
+ENCODER = Role("encoder", ("data_shape", "latent_dim"),
+               "(B, 2 * latent_dim): mean and log-variance of the posterior over z",
+               call="encoder(x)")
+DECODER = Role("decoder", ("data_shape", "latent_dim", "param_channels"),
+               "(B, param_channels * C, *spatial): the likelihood's params, stacked (p c)",
+               call="decoder(z)")
+COUPLING = Role("coupling", ("in_channels", "out_channels"),
+                "(B, out_channels, *spatial): a coupling's shift and log-scale",
+                call="coupling(x_kept)",
+                checks=("starts at zero output, so each coupling starts as the identity",))
+AUTOREGRESSIVE = Role("autoregressive", ("data_shape", "param_channels"),
+                      "(B, param_channels * C, *spatial): params of each element from the "
+                      "elements before it", conditioning="argument",
+                      call="network(x, condition)",
+                      checks=("causal in raster order (positions, then channels)",))
+DENOISER = Role("denoiser", ("data_shape",), "shaped like x_t: the predicted eps or v",
+                conditioning="argument", call="denoiser(x_t, t, condition)")
+GENERATOR = Role("generator", ("data_shape", "latent_dim"),
+                 "(B, *data_shape) in the data's value range", call="generator(z)")
+CRITIC = Role("critic", ("data_shape",), "(B,) or (B, 1): one score per example",
+              call="critic(x)")
+CONDITION_ENCODER = Role("condition", ("condition", "dim"),
+                         "(B, dim): the encoded condition every conditional family consumes",
+                         conditioning=None, call="encoder(c)")
+ROLES: dict[str, Role] = {r.name: r for r in (ENCODER, DECODER, COUPLING, AUTOREGRESSIVE,
+                                              DENOISER, GENERATOR, CRITIC,
+                                              CONDITION_ENCODER)}
+"""Every role the core's families build, by name."""
 
 
 # -------------------------------------------------------------------------------------
@@ -154,6 +334,13 @@ class Family(ABC, nn.Module):
     """
 
     likelihood_kind: LikelihoodKind = "none"
+    roles: ClassVar[tuple[Role, ...]] = ()
+    """The network roles this family builds."""
+
+    @property
+    def conditional(self) -> bool:
+        """True when the family was built with a condition encoder (``condition.use``)."""
+        return getattr(self, "condition_encoder", None) is not None
 
     @abstractmethod
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -167,12 +354,16 @@ class Family(ABC, nn.Module):
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None) -> Tensor:
-        """``n`` new examples in the data representation. A family may accept further
-        keyword options with defaults (a diffusion sampler and its number of steps);
-        ``dgm sample RUN --option key=value`` passes them, checked by name and type."""
+        """``n`` new examples in the data representation; a conditional family draws them
+        given ``condition`` (``n`` raw conditions as the data set yields them; None:
+        conditions drawn at random). A family may accept further keyword options with
+        defaults (a diffusion sampler and its number of steps); ``dgm sample RUN
+        --option key=value`` passes them, checked by name and type."""
 
-    def log_likelihood(self, x: Tensor, **settings: Any) -> LogLikelihood:
-        """log p(x) per example, exact or a bound; families without one raise."""
+    def log_likelihood(self, x: Tensor, c: Tensor | None = None,
+                       **settings: Any) -> LogLikelihood:
+        """log p(x) (or log p(x | c) for a conditional family) per example, exact or a
+        bound; families without one raise."""
         raise NotImplementedError(f"{type(self).__name__} defines no likelihood")
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
-"""Denoiser networks for diffusion, called as ``denoiser(x_t, t, class_labels)`` with
-``t`` an int64 tensor (B,) of timesteps in 0..T-1 and ``class_labels`` int64 (B,) or
-None: diffusers' UNet2DModel for any (C, H, W) array (images, log-mel spectrograms), a
-residual 1-D conv network for (C, L) signals, and a residual MLP for flat vectors
-(latents). Modalities name them as their defaults."""
+"""Denoiser networks for diffusion, called as ``denoiser(x_t, t, condition)`` with
+``t`` an int64 tensor (B,) of timesteps in 0..T-1 and ``condition`` the encoded
+condition (B, condition_dim) of a conditional model, or None: diffusers' UNet2DModel for
+any (C, H, W) array (images, log-mel spectrograms), a residual 1-D conv network for
+(C, L) signals, and a residual MLP for flat vectors (latents). Modalities name them as
+their defaults."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ PaddingMode = Literal["zeros", "circular"]
 
 
 class UNet2DDenoiser(nn.Module):
-    """``UNet2DModel`` called as ``denoiser(x_t, t, class_labels)``.
+    """``UNet2DModel`` called as ``denoiser(x_t, t, condition)``; the encoded condition is
+    projected to the time embedding's width and added to it (the UNet's "identity" class
+    embedding).
 
     ``channels`` gives the width of each resolution level (each level after the first
     halves H and W); ``attention`` marks the levels with self-attention (default: every
@@ -26,7 +29,7 @@ class UNet2DDenoiser(nn.Module):
 
     def __init__(self, data_shape: tuple[int, ...], channels: list[int] | None = None,
                  layers_per_block: int = 2, attention: list[bool] | None = None,
-                 norm_groups: int = 32, dropout: float = 0.0, num_classes: int | None = None,
+                 norm_groups: int = 32, dropout: float = 0.0, condition_dim: int = 0,
                  padding_mode: PaddingMode = "zeros", attention_head_dim: int = 8,
                  mid_attention: bool = True) -> None:
         from diffusers import UNet2DModel  # imported here: it takes seconds
@@ -60,9 +63,12 @@ class UNet2DDenoiser(nn.Module):
                                    for a in attention),
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D"
                                  for a in reversed(attention)),
-            norm_num_groups=norm_groups, dropout=dropout, num_class_embeds=num_classes,
+            norm_num_groups=norm_groups, dropout=dropout,
+            class_embed_type="identity" if condition_dim else None,
             attention_head_dim=attention_head_dim, add_attention=mid_attention,
         )
+        self.condition_projection = (nn.Linear(condition_dim, 4 * channels[0])
+                                     if condition_dim else None)
         self.padding_mode = padding_mode
         self.size_multiple = factor
         """Sampling sizes must have H and W divisible by this (the total down-sampling)."""
@@ -71,30 +77,40 @@ class UNet2DDenoiser(nn.Module):
                 if isinstance(module, nn.Conv2d):
                     module.padding_mode = padding_mode
 
-    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
         if t.dim() == 0:
             t = t.expand(x.shape[0])
-        return self.unet(x, t.to(torch.long), class_labels=class_labels).sample
+        added = None
+        if self.condition_projection is not None:
+            if condition is None:
+                raise ValueError("this UNet was built with condition_dim; pass the encoded "
+                                 "condition")
+            added = self.condition_projection(condition.to(x.dtype))
+        return self.unet(x, t.to(torch.long), class_labels=added).sample
 
 
 def embed_condition(net: nn.Module, x: Tensor, t: Tensor,
-                    class_labels: Tensor | None) -> Tensor:
-    """The time (and class) embedding of a denoiser with ``time_proj``, ``time_embed`` and
-    ``class_embed`` (None without classes) modules: ``(B, hidden)``."""
+                    condition: Tensor | None) -> Tensor:
+    """The time (and condition) embedding of a denoiser with ``time_proj``, ``time_embed``
+    and ``condition_embed`` (None when unconditional) modules: ``(B, hidden)``."""
     if t.dim() == 0:
         t = t.expand(x.shape[0])
     emb = net.time_embed(net.time_proj(t).to(x.dtype))
-    if net.class_embed is not None and class_labels is not None:
-        emb = emb + net.class_embed(class_labels)
+    if net.condition_embed is not None:
+        if condition is None:
+            raise ValueError(f"this {type(net).__name__} was built with condition_dim; pass "
+                             "the encoded condition")
+        emb = emb + net.condition_embed(condition.to(x.dtype))
     return emb
 
 
 class MLPDenoiser(nn.Module):
-    """A residual MLP denoiser for vectors: ``denoiser(x_t, t, class_labels)``. Time enters
-    through diffusers' sinusoidal embedding and a learned projection."""
+    """A residual MLP denoiser for vectors: ``denoiser(x_t, t, condition)``. Time (and the
+    encoded condition) enter through diffusers' sinusoidal embedding and a learned
+    projection."""
 
     def __init__(self, data_shape: tuple[int, ...], hidden: int = 256, blocks: int = 3,
-                 num_classes: int | None = None, dropout: float = 0.0) -> None:
+                 condition_dim: int = 0, dropout: float = 0.0) -> None:
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 
         super().__init__()
@@ -104,7 +120,7 @@ class MLPDenoiser(nn.Module):
         self.data_shape = tuple(data_shape)
         self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(hidden, hidden)
-        self.class_embed = nn.Embedding(num_classes, hidden) if num_classes else None
+        self.condition_embed = nn.Linear(condition_dim, hidden) if condition_dim else None
         self.inp = nn.Linear(dims, hidden)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden),
@@ -114,8 +130,8 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        emb = embed_condition(self, x, t, class_labels)
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        emb = embed_condition(self, x, t, condition)
         h = self.inp(x.flatten(1))
         for block in self.blocks:
             h = h + block(h + emb)
@@ -124,14 +140,14 @@ class MLPDenoiser(nn.Module):
 
 class Conv1dDenoiser(nn.Module):
     """A residual 1-D conv denoiser for signals shaped (C, L): ``denoiser(x_t, t,
-    class_labels)``. Each of ``blocks`` residual blocks holds two convolutions of width
+    condition)``. Each of ``blocks`` residual blocks holds two convolutions of width
     ``hidden``, the second dilated by 1, 2, 4, 8, 1, ... so the receptive field grows
     quickly; time (diffusers' sinusoidal embedding and a learned projection) and the
-    optional class enter every block. The output layer starts at zero. ``padding_mode =
+    optional encoded condition enter every block. The output layer starts at zero. ``padding_mode =
     "circular"`` wraps the convolutions around the ends (periodic signals)."""
 
     def __init__(self, data_shape: tuple[int, ...], hidden: int = 64, blocks: int = 4,
-                 kernel_size: int = 5, num_classes: int | None = None, dropout: float = 0.0,
+                 kernel_size: int = 5, condition_dim: int = 0, dropout: float = 0.0,
                  padding_mode: PaddingMode = "zeros") -> None:
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 
@@ -159,7 +175,7 @@ class Conv1dDenoiser(nn.Module):
 
         self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(hidden, embed)
-        self.class_embed = nn.Embedding(num_classes, embed) if num_classes else None
+        self.condition_embed = nn.Linear(condition_dim, embed) if condition_dim else None
         self.inp = conv(channels, hidden)
         self.first = nn.ModuleList(
             nn.Sequential(nn.GroupNorm(groups, hidden), nn.SiLU(), conv(hidden, hidden))
@@ -174,8 +190,8 @@ class Conv1dDenoiser(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        emb = nn.functional.silu(embed_condition(self, x, t, class_labels))
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        emb = nn.functional.silu(embed_condition(self, x, t, condition))
         h = self.inp(x)
         for first, project, second in zip(self.first, self.emb, self.second, strict=True):
             h = h + second(first(h) + project(emb)[:, :, None])

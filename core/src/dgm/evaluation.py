@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from dgm.contract import DataSource, Family
+from dgm.contract import DataSource, Family, as_batch
 from dgm.errors import RecipeError
 from dgm.recipes import EvaluateConfig
-from dgm.settings import bind, parameters
+from dgm.settings import bind
 
 COPY_REFERENCE_MAX = 5000
 """At most this many training examples form the reference of a memorisation metric."""
@@ -47,9 +47,9 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
         return report
     if not info.levels:
         report["note"] = CONTINUOUS_NOTE
-    settings = bind(family.log_likelihood, config.likelihood, where,
-                    provided=("x", "label"))
-    takes_label = "label" in parameters(family.log_likelihood)  # conditional families
+    settings = bind(family.log_likelihood, config.likelihood, where, provided=("x", "c"))
+    if family.conditional:
+        report["condition"] = info.condition.kind
     if config.max_examples:
         data = Subset(data, range(min(config.max_examples, len(data))))
     loader = DataLoader(data, batch_size=config.batch_size, shuffle=False)
@@ -58,15 +58,16 @@ def evaluate_likelihood(family: Family, data: DataSource, config: EvaluateConfig
     values, method = [], ""
     start = time.perf_counter()
     for batch in loader:
-        labels = ({"label": batch["label"].to(device)}
-                  if takes_label and "label" in batch else {})
-        result = family.log_likelihood(batch["x"].to(device), **labels, **settings)
+        batch = as_batch(batch)
+        given = {"c": batch["c"].to(device)} if family.conditional else {}
+        result = family.log_likelihood(batch["x"].to(device), **given, **settings)
         values.append(result.values.double().cpu())
         method = result.method
     log_p = torch.cat(values)
     nll = float(-log_p.mean())
     report.update({
-        "method": method,
+        "method": method + (f", given c ({info.condition.kind})" if family.conditional
+                            else ""),
         "examples": int(log_p.numel()),
         "nll_nats": nll,
         "nll_nats_stderr": float(log_p.std() / math.sqrt(log_p.numel())),
@@ -136,22 +137,24 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
 
 def draw_samples(family: Family, n: int, batch_size: int, seed: int,
                  options: Mapping[str, Any] | None = None,
-                 condition: int | None = None) -> Tensor:
+                 condition: Tensor | int | None = None) -> Tensor:
     """``n`` samples on the CPU, drawn in batches with a seeded generator; ``options`` are
     the family's own sampling keywords (a diffusion sampler and its steps); ``condition``
-    is a class index every sample is drawn for (None: the family's default)."""
+    is one raw condition (a class index, or a tensor shaped like one example's ``c``)
+    every sample is drawn for (None: the family's default)."""
     device = next(family.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     family.eval()
     options = dict(options or {})
+    one = None if condition is None else torch.as_tensor(condition).to(device)
 
-    def labels(m: int) -> dict[str, Tensor]:  # passed only when asked for
-        if condition is None:
+    def given(m: int) -> dict[str, Tensor]:  # passed only when there is a condition
+        if one is None:
             return {}
-        return {"condition": torch.full((m,), condition, dtype=torch.long, device=device)}
+        return {"condition": one.unsqueeze(0).expand(m, *one.shape).clone()}
 
     chunks = [family.sample(min(batch_size, n - start), generator=generator,
-                            **labels(min(batch_size, n - start)), **options).cpu()
+                            **given(min(batch_size, n - start)), **options).cpu()
               for start in range(0, n, batch_size)]
     return torch.cat(chunks).float()
 

@@ -39,10 +39,24 @@ from dgm import hookspec
 Register = Callable[..., None]
 """``register(name, obj, description="")``: add one entry to the registry."""
 
-HOOK_API_VERSION = 1
-"""Version of this hook API; bumped when a hook or an argument changes incompatibly.
-A plugin may say which version it targets with a module attribute ``dgm_hook_api = 1``;
-the host reports a plugin that targets a newer API than its own."""
+HOOK_API_VERSION = 2
+"""Version of this hook API; bumped when a hook, an argument or the data contract its
+entries speak changes. A plugin may say which version it targets with a module attribute
+``dgm_hook_api = 2``; the host reports a plugin that targets a newer API than its own,
+and notes what to change in one that targets an older one.
+
+- 2: conditions. A data set declares ``DataInfo.condition`` and yields it under the
+  batch key ``"c"`` (1: ``DataInfo.classes`` and ``"label"``); a denoiser is built with
+  ``condition_dim`` and called ``denoiser(x_t, t, condition)`` with an encoded condition
+  (1: ``num_classes`` and class indices); an autoregressive network of a conditional
+  model is built with ``condition_dim`` and called ``network(x, condition)``."""
+
+MIGRATIONS = {1: "hook API 2 adds conditions: declare DataInfo(condition=Condition.of_classes"
+                 "(names)) instead of classes=, yield the condition under 'c' instead of "
+                 "'label', and give denoisers condition_dim instead of num_classes (see "
+                 "CONTRIBUTING.md, 'Migrating from hook API 1'); unconditional models "
+                 "keep working unchanged"}
+"""What a plugin written against an older hook API should change, by that version."""
 
 
 class DgmHookDeprecationWarning(DeprecationWarning):

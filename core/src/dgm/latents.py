@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dgm.contract import DataInfo, Family, Modality, Representation, TensorData
+from dgm.contract import DataInfo, Family, Modality, Representation, TensorData, as_batch
 from dgm.errors import DataError
 
 MODALITY = "core:latent"
@@ -55,18 +55,21 @@ def latents(split: str, run: str, batch_size: int = 256) -> Latents:
     family, _, recipe = _load_autoencoder(run)
     data = build_data(recipe, get_registry(), split)
     device = next(family.parameters()).device
-    means, labels = [], []
+    means, conditions = [], []
     for start in range(0, len(data), batch_size):
         items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        items = [as_batch(item) for item in items]
         x = torch.stack([item["x"] for item in items]).to(device)
-        means.append(family.encode(x)[0].flatten(1).cpu())
-        if "label" in items[0]:
-            labels.append(torch.stack([item["label"] for item in items]))
+        c = torch.stack([item["c"] for item in items]) if "c" in items[0] else None
+        e = family.encoded_condition(None if c is None else c.to(device), x.shape[0])
+        means.append(family.encode(x, e)[0].flatten(1).cpu())
+        if c is not None:
+            conditions.append(c)
     z = torch.cat(means)
-    info = DataInfo(MODALITY, tuple(z.shape[1:]), classes=tuple(data.info.classes),
+    info = DataInfo(MODALITY, tuple(z.shape[1:]), condition=data.info.condition,
                     value_range=(float(z.min()), float(z.max())),
                     source={"run": str(Path(run).resolve()), "data": data.info.modality})
-    return Latents(z, torch.cat(labels) if labels else None, info)
+    return Latents(z, torch.cat(conditions) if conditions else None, info)
 
 
 def latent_modality(info: DataInfo) -> Modality:

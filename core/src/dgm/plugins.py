@@ -111,6 +111,9 @@ class PluginHost:
             info.warnings.append(
                 f"targets dgm hook API {target}, but this dgm has hook API "
                 f"{hookspecs.HOOK_API_VERSION}: upgrade dgm (pip install -U dgm-core)")
+        elif isinstance(target, int) and target in hookspecs.MIGRATIONS:
+            info.warnings.append(f"written against dgm hook API {target}: "
+                                 f"{hookspecs.MIGRATIONS[target]}")
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         errors = []
         declare = self.pm.subset_hook_caller("register_hookspecs", remove_plugins=others)

@@ -79,6 +79,22 @@ class SampleConfig:
 
 
 @dataclass
+class ConditionConfig:
+    """``[condition]``: whether the family models x given the data set's condition c
+    (``DataInfo.condition``), and how. The condition encoder is the network role
+    ``condition`` (``[networks.condition]``; default: the condition kind's)."""
+
+    use: bool = False
+    dim: int = 32
+    """Size of the encoded condition every network receives."""
+    dropout: float = 0.0
+    """Probability, per training example, of replacing c by the learned "no condition":
+    the model then also learns p(x), which classifier-free guidance needs."""
+
+    POSITIVE: ClassVar = ("dim",)
+
+
+@dataclass
 class EvaluateConfig:
     """``[evaluate]``: the held-out likelihood (``likelihood`` goes to the family) and
     the sample metrics."""
@@ -98,8 +114,8 @@ class EvaluateConfig:
 
 NAMED_SECTIONS = ("data", "family", "likelihood", "prior")
 """Tables that pick a registered entry with ``name`` and pass the rest as settings."""
-SECTIONS = ("run", "data", "family", "networks", "likelihood", "prior", "train", "sample",
-            "evaluate")
+SECTIONS = ("run", "data", "condition", "family", "networks", "likelihood", "prior", "train",
+            "sample", "evaluate")
 SECTION_KINDS = {"data": "datasets", "family": "families", "likelihood": "likelihoods",
                  "prior": "priors"}
 
@@ -148,6 +164,15 @@ class Recipe:
         return dataclass_from(SampleConfig, self.table("sample"), self.where("[sample]"))
 
     @property
+    def condition(self) -> ConditionConfig:
+        config = dataclass_from(ConditionConfig, self.table("condition"),
+                                self.where("[condition]"))
+        if not 0 <= config.dropout < 1:
+            raise RecipeError(f"{self.where('condition.dropout')}: should be in [0, 1), "
+                              f"got {config.dropout}")
+        return config
+
+    @property
     def evaluate(self) -> EvaluateConfig:
         return dataclass_from(EvaluateConfig, self.table("evaluate"),
                               self.where("[evaluate]"))
@@ -185,7 +210,8 @@ class Recipe:
             if not isinstance(self.tables[section], dict):
                 raise RecipeError(f"{self.where(section)}: should be a table ([{section}]), "
                                   f"got {self.tables[section]!r}")
-        _ = self.run, self.train, self.sample, self.evaluate, self.data_loading
+        _ = (self.run, self.train, self.sample, self.evaluate, self.data_loading,
+             self.condition)
         for section in ("data", "family"):
             if self.named(section)[0] is None:
                 raise RecipeError(f"{self.where(section + '.name')}: missing; name a "
@@ -266,5 +292,7 @@ def resolved(recipe: Recipe) -> Recipe:
     tables["run"] = asdict(recipe.run)
     tables["train"] = asdict(recipe.train)
     tables["sample"] = asdict(recipe.sample)
+    if "condition" in tables or recipe.condition.use:
+        tables["condition"] = asdict(recipe.condition)
     tables["evaluate"] = {k: v for k, v in asdict(recipe.evaluate).items() if v is not None}
     return Recipe(tables, recipe.source, dict(recipe.overridden))

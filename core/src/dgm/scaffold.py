@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from dgm import hookimpl
 from dgm.contract import DataInfo, Modality, TensorData
 
-dgm_hook_api = 1
+dgm_hook_api = 2
 """The dgm hook API this plugin is written against (dgm.hookspecs.HOOK_API_VERSION)."""
 
 RECIPES = Path(__file__).parent / "recipes"

@@ -349,7 +349,7 @@ class ModalityConformance:
                     f"{self.modality}: coupling {roles['coupling']!r} (in_channels={c}, "
                     f"out_channels={2 * c}) should give {want}, gave {tuple(out.shape)}")
             if "denoiser" in roles:
-                net = ctx.network("denoiser", data_shape=shape, num_classes=None)
+                net = ctx.network("denoiser", data_shape=shape)
                 out = net(examples, torch.randint(0, 10, (b,)), None)
                 assert out.shape == examples.shape, (
                     f"{self.modality}: denoiser {roles['denoiser']!r} should give x_t's shape "

@@ -22,7 +22,7 @@ from safetensors.torch import save_file, save_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from dgm.contract import DataSource, Family
+from dgm.contract import DataSource, Family, as_batch
 from dgm.errors import RecipeWarning, RunDirError, TrainingError
 from dgm.recipes import DataConfig, TrainConfig
 from dgm.runs import RunDir
@@ -166,6 +166,7 @@ class Trainer:
             batches = acc.skip_first_batches(self.loader, offset) if offset else self.loader
             batches.set_epoch(epoch)  # accelerate seeds the shuffle with data_seed + epoch
             for batch in batches:
+                batch = as_batch(batch)
                 with acc.accumulate(self.model):
                     with acc.autocast():
                         loss, logs = self.model(batch)

@@ -238,16 +238,20 @@ def _sample_size(size: str, family: Family, run: RunDir) -> tuple[int, int]:
 
 
 def condition_index(run: RunDir, family: Family, name: str) -> int:
-    """The class index of ``name`` among the run's data classes; an unknown name, data
-    without classes, or a family trained without a condition is an error."""
-    classes = list(run.read_data_info().classes)
-    if not classes:
-        raise RecipeError(f"--condition {name!r}: the data of run {str(run.path)!r} has no "
-                          "classes to condition on")
-    if not getattr(family, "conditional", False):
+    """The class index of ``name`` (a class name, or its index) among the run's classes;
+    an unknown name, data without classes, or a family trained without a condition is
+    an error that says what the run accepts."""
+    condition = run.read_data_info().condition
+    if not family.conditional:
         raise RecipeError(f"--condition {name!r}: the {type(family).__name__} of run "
-                          f"{str(run.path)!r} takes no condition (train it with "
-                          "family.conditional = true where the family supports it)")
+                          f"{str(run.path)!r} takes no condition (it was trained without "
+                          "one; train with [condition] use = true)")
+    if condition.kind != "class":
+        raise RecipeError(f"--condition {name!r}: run {str(run.path)!r} is conditioned on "
+                          f"{condition.describe()}, not on a class")
+    classes = list(condition.classes)
+    if name.isdigit() and int(name) < len(classes) and name not in classes:
+        return int(name)
     if name not in classes:
         raise RecipeError(f"--condition {name!r} is not a class of run {str(run.path)!r}; "
                           f"its classes are: {', '.join(classes)}")

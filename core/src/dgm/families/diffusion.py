@@ -6,6 +6,7 @@ table next to exact families."""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgm import seeded_random
-from dgm.contract import Batch, DataInfo, Family, LogLikelihood
+from dgm.conditions import ConditionEncoder
+from dgm.contract import CONDITION_DIM, DENOISER, Batch, DataInfo, Family, LogLikelihood
 from dgm.sizes import sample_shape
 
 if TYPE_CHECKING:
@@ -45,27 +47,35 @@ def make_sampler(name: str, training: DDPMScheduler, clip: bool) -> SchedulerMix
 
 class Diffusion(Family):
     """x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps; the denoiser predicts eps or v from
-    (x_t, t, condition) and is trained by the mean squared error (Ho et al.'s L_simple).
+    (x_t, t, e(c)) and is trained by the mean squared error (Ho et al.'s L_simple).
 
-    The denoiser is any module called as ``denoiser(x_t, t, class_labels)`` returning a
-    tensor shaped like ``x_t``.
+    The denoiser is any module called as ``denoiser(x_t, t, condition)`` returning a
+    tensor shaped like ``x_t``; ``condition`` is the encoded condition ``(B, dim)`` of a
+    conditional model and None otherwise. A conditional model trained with condition
+    dropout samples with classifier-free guidance (Ho & Salimans 2022): the prediction
+    is u + guidance * (p - u), u the unconditional and p the conditional one, so
+    guidance 0 samples p(x), 1 samples p(x | c), and more sharpens towards c.
     """
 
     likelihood_kind = "bound"
+    roles = (DENOISER,)
 
     def __init__(self, denoiser: nn.Module, info: DataInfo, timesteps: int = 1000,
                  beta_schedule: str = "linear", prediction: Prediction = "epsilon",
                  sampler: Sampler = "dpm-solver++", sampling_steps: int = 20,
-                 conditional: bool = False, snap_to_grid: bool = True) -> None:
+                 snap_to_grid: bool = True,
+                 condition_encoder: ConditionEncoder | None = None,
+                 guidance: float = 1.0) -> None:
         from diffusers import DDPMScheduler  # imported here: it takes seconds
 
         super().__init__()
         if prediction not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction must be 'epsilon' or 'v_prediction', got "
                              f"{prediction!r}")
-        if conditional and not info.classes:
-            raise ValueError("conditional = true needs a data set with class labels; "
-                             f"{info.modality} data here has none")
+        if guidance < 0:
+            raise ValueError(f"guidance must be 0 or more, got {guidance}")
+        self.condition_encoder = condition_encoder
+        self.guidance = guidance
         make_sampler(sampler, DDPMScheduler(), clip=False)  # unknown names fail at build
         if sampling_steps < 1:
             raise ValueError(f"sampling_steps must be at least 1, got {sampling_steps}")
@@ -76,45 +86,61 @@ class Diffusion(Family):
         self.prediction = prediction
         self.sampler = sampler
         self.sampling_steps = sampling_steps
-        self.conditional = conditional
         self.discrete = info.levels is not None
         self.snap_to_grid = snap_to_grid and self.discrete
         alphas_cumprod = self.scheduler.alphas_cumprod.double()
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
     # ------------------------------------------------------------------ training
-    def _labels(self, batch: Batch) -> Tensor | None:
-        return batch["label"] if self.conditional else None
+    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
+        """e(c) for a conditional model (None when unconditional)."""
+        if self.condition_encoder is None:
+            return None
+        if c is None:
+            raise ValueError("this diffusion model is conditional: pass the condition c")
+        return self.condition_encoder(c, n)
 
-    def predict(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The denoiser's raw output (eps or v) at integer timesteps ``t``."""
-        return self.denoiser(x_t, t, labels)
+    def predict(self, x_t: Tensor, t: Tensor, e: Tensor | None = None,
+                guidance: float = 1.0) -> Tensor:
+        """The denoiser's output (eps or v) at integer timesteps ``t`` given the encoded
+        condition ``e``; with ``guidance`` other than 1, the classifier-free guided
+        combination of the conditional and the unconditional ("no condition") output."""
+        if e is None or guidance == 1.0:
+            return self.denoiser(x_t, t, e)
+        null = self.condition_encoder.encode(None, x_t.shape[0]).to(e.dtype)
+        if guidance == 0.0:
+            return self.denoiser(x_t, t, null)
+        both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([e, null]))
+        conditional, unconditional = both.chunk(2)
+        return unconditional + guidance * (conditional - unconditional)
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         x0 = batch["x"]
+        e = self.encoded_condition(batch.get("c"), x0.shape[0])
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],),
                           device=x0.device)
         x_t = self.scheduler.add_noise(x0, noise, t)
         target = noise if self.prediction == "epsilon" else \
             self.scheduler.get_velocity(x0, noise, t)
-        loss = F.mse_loss(self.predict(x_t, t, self._labels(batch)).float(), target.float())
+        loss = F.mse_loss(self.predict(x_t, t, e).float(), target.float())
         return loss, {"mse": loss.detach()}
 
     # ------------------------------------------------------------------ sampling
-    def _random_labels(self, n: int, generator: torch.Generator | None,
-                       device: torch.device) -> Tensor:
-        return seeded_random.randint(len(self.info.classes), (n,), generator, device)
-
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None, sampler: str | None = None,
-               steps: int | None = None, size: tuple[int, int] | None = None) -> Tensor:
+               steps: int | None = None, size: tuple[int, int] | None = None,
+               guidance: float | None = None) -> Tensor:
         """``n`` samples with ``sampler`` ("ddpm", "ddim" or "dpm-solver++") at ``steps``
         network evaluations (defaults: the recipe's). Discrete data is snapped to its
-        grid. ``condition`` holds class indices (random classes when it is None).
+        grid. ``condition`` holds ``n`` raw conditions (random classes when it is None);
+        ``guidance`` is the classifier-free guidance scale (default: the recipe's).
         ``size`` = (height, width) samples at another size than the data's, where the
         denoiser is fully convolutional (see :mod:`dgm.sizes`)."""
+        guidance = self.guidance if guidance is None else guidance
+        if guidance < 0:
+            raise ValueError(f"guidance must be 0 or more, got {guidance}")
         shape = sample_shape(self.info.shape, size, self.denoiser, "denoiser")
         device = self.alphas_cumprod.device
         scheduler = make_sampler(sampler or self.sampler, self.scheduler, clip=self.discrete)
@@ -123,16 +149,19 @@ class Diffusion(Family):
             raise ValueError(f"steps must be at least 1, got {steps}")
         scheduler.set_timesteps(min(steps, self.scheduler.config.num_train_timesteps),
                                 device=device)
-        labels = None
-        if self.conditional:
-            labels = (condition.to(device) if condition is not None
-                      else self._random_labels(n, generator, device))
+        e = None
+        if self.condition_encoder is not None:
+            c = condition if condition is not None else \
+                self.condition_encoder.random(n, generator, device)
+            e = self.condition_encoder(c.to(device), n)
+        elif condition is not None:
+            raise ValueError("this diffusion model is unconditional; it takes no condition")
         x = seeded_random.randn((n, *shape), generator, device)
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_in = scheduler.scale_model_input(x, t)
             steps_t = t.expand(n).to(device)
-            x0 = self.estimate_x0(model_in, steps_t, labels)
+            x0 = self.estimate_x0(model_in, steps_t, e, guidance)
             if self.discrete:  # every sampler, not only DDPM's clip_sample, stays in range
                 x0 = x0.clamp(*self.info.value_range)
             out = self._as_prediction(model_in, steps_t, x0)
@@ -147,11 +176,14 @@ class Diffusion(Family):
         return (torch.round((x.clamp(low, high) - low) / step) * step + low)
 
     # ------------------------------------------------------------------ the model's x_0
-    def estimate_x0(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        """The reverse process's estimate of x_0 from x_t: the denoiser's, pulled onto the
-        data grid where the noise is below half a bin (``snap_to_grid``)."""
+    def estimate_x0(self, x_t: Tensor, t: Tensor, e: Tensor | None = None,
+                    guidance: float = 1.0) -> Tensor:
+        """The reverse process's estimate of x_0 from x_t (given the encoded condition
+        ``e``): the denoiser's, pulled onto the data grid where the noise is below half a
+        bin (``snap_to_grid``)."""
         a = _expand(self.alphas_cumprod[t], x_t)
-        out = self.predict(x_t.float(), t, labels).to(x_t.dtype)
+        e = None if e is None else e.float()
+        out = self.predict(x_t.float(), t, e, guidance).to(x_t.dtype)
         if self.prediction == "epsilon":
             x0 = (x_t - (1 - a).sqrt() * out) / a.sqrt()
         else:
@@ -199,23 +231,23 @@ class Diffusion(Family):
         a, a_prev = self.alphas_cumprod[t], self.alphas_cumprod[t - 1]
         return (1 - a_prev) / (1 - a) * (1 - a / a_prev)
 
-    def _kl_term(self, x0: Tensor, t: Tensor, labels: Tensor | None) -> Tensor:
+    def _kl_term(self, x0: Tensor, t: Tensor, e: Tensor | None) -> Tensor:
         """KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) in nats for 0-based t >= 1, with
         p's variance fixed to q's, so the KL is a scaled squared error of the means."""
         a = _expand(self.alphas_cumprod[t], x0)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
         true_mean = self._posterior_mean(x0, x_t, t)
-        model_mean = self._posterior_mean(self.estimate_x0(x_t, t, labels), x_t, t)
+        model_mean = self._posterior_mean(self.estimate_x0(x_t, t, e), x_t, t)
         var = _expand(self._posterior_var(t), x0)
         return ((true_mean - model_mean) ** 2 / (2 * var)).flatten(1).sum(1)
 
-    def _decoder_nll(self, x0: Tensor, labels: Tensor | None) -> Tensor:
+    def _decoder_nll(self, x0: Tensor, e: Tensor | None) -> Tensor:
         """-log p(x_0 | x_1): discretized Gaussian over the data's bins (a density for
         continuous data), centred on the predicted x_0 with variance beta_1."""
         t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
         a = self.alphas_cumprod[0]
         x_1 = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-        mean = self.estimate_x0(x_1, t, labels)
+        mean = self.estimate_x0(x_1, t, e)
         scale = (1 - a).sqrt()
         if self.discrete:
             low, high = self.info.value_range
@@ -233,19 +265,17 @@ class Diffusion(Family):
         return (0.5 * (var + mean**2 - 1 - torch.log(var))).flatten(1).sum(1)
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, timesteps: int = 0, label: Tensor | None = None
+    def log_likelihood(self, x: Tensor, c: Tensor | None = None, timesteps: int = 0
                        ) -> LogLikelihood:
         """Minus the variational bound L_T + sum_t L_{t-1} + L_0 (Ho et al. 2020, eq. 5)
-        in nats per example. ``timesteps = 0`` sums every one of the T KL terms;
-        otherwise it is an unbiased estimate from that many stratified timesteps."""
+        in nats per example (of log p(x | c) for a conditional model, whose every term
+        is given c). ``timesteps = 0`` sums every one of the T KL terms; otherwise it is
+        an unbiased estimate from that many stratified timesteps."""
         if timesteps < 0:
             raise ValueError(f"timesteps must be 0 (all) or positive, got {timesteps}")
         x0 = x.double()
-        labels = label if self.conditional else None
-        if self.conditional and labels is None:
-            raise ValueError("a conditional diffusion model needs the labels to evaluate "
-                             "a likelihood")
-        total = self._prior_kl(x0) + self._decoder_nll(x0, labels)
+        e = self.encoded_condition(c, x.shape[0])
+        total = self._prior_kl(x0) + self._decoder_nll(x0, e)
         n_terms = self.scheduler.config.num_train_timesteps - 1
         if timesteps == 0 or timesteps >= n_terms:
             chosen, weight = torch.arange(1, n_terms + 1), 1.0
@@ -260,7 +290,7 @@ class Diffusion(Family):
                       f"{n_terms + 1} timesteps")
         for t in chosen.tolist():
             steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
-            total = total + weight * self._kl_term(x0, steps, labels)
+            total = total + weight * self._kl_term(x0, steps, e)
         return LogLikelihood(-total, "bound", method)
 
 
@@ -281,20 +311,28 @@ def _expand(values: Tensor, like: Tensor) -> Tensor:
 
 def build_diffusion(ctx, timesteps: int = 1000, beta_schedule: str = "linear",
                     prediction: Prediction = "epsilon", sampler: Sampler = "dpm-solver++",
-                    sampling_steps: int = 20, conditional: bool = False,
-                    snap_to_grid: bool = True) -> Diffusion:
+                    sampling_steps: int = 20, guidance: float = 1.0,
+                    snap_to_grid: bool = True, conditional: bool | None = None) -> Diffusion:
     """Registered as ``core:diffusion``: the ``denoiser`` network from the recipe or the
     modality. ``timesteps`` and ``beta_schedule`` (``linear``, ``scaled_linear``,
     ``squaredcos_cap_v2``) define the DDPM forward process; ``prediction`` is
     ``epsilon`` or ``v_prediction``; ``sampler`` and ``sampling_steps`` are the
     defaults for ``dgm sample`` (``ddpm``, ``ddim`` or ``dpm-solver++``);
-    ``conditional`` feeds the data's class labels to the denoiser; ``snap_to_grid``
+    ``guidance`` is the default classifier-free guidance scale of a conditional model
+    (train it with ``condition.dropout`` > 0 for scales other than 1); ``snap_to_grid``
     (discrete data only) pulls the model's estimate of x_0 onto the data's grid where the
-    noise is below half a bin, in sampling and in the bound alike."""
+    noise is below half a bin, in sampling and in the bound alike. With ``condition.use``
+    the denoiser is built with ``condition_dim`` and receives the encoded condition.
+    ``conditional`` is hook API 1's switch, read as ``condition.use``."""
     if timesteps < 2:
         raise ValueError(f"timesteps must be at least 2, got {timesteps}")
-    num_classes = len(ctx.info.classes) if conditional else None
-    denoiser = ctx.network("denoiser", data_shape=ctx.info.shape, num_classes=num_classes)
+    if conditional is not None:
+        warnings.warn(f"{ctx.recipe.where('family.conditional')}: deprecated; write "
+                      "[condition] use = true instead", DeprecationWarning, stacklevel=2)
+    condition = ctx.condition_encoder(use=conditional or None)
+    extra = {CONDITION_DIM: condition.dim} if condition is not None else {}
+    denoiser = ctx.network(DENOISER, data_shape=ctx.info.shape, **extra)
     return Diffusion(denoiser, ctx.info, timesteps=timesteps, beta_schedule=beta_schedule,
                      prediction=prediction, sampler=sampler, sampling_steps=sampling_steps,
-                     conditional=conditional, snap_to_grid=snap_to_grid)
+                     snap_to_grid=snap_to_grid, condition_encoder=condition,
+                     guidance=guidance)

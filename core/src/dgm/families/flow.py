@@ -20,7 +20,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from dgm import seeded_random
-from dgm.contract import Batch, Family, LogLikelihood
+from dgm.conditions import ConditionEncoder, broadcast
+from dgm.contract import COUPLING, Batch, Family, LogLikelihood
 
 CouplingNetworkFactory = Callable[[int, int], nn.Module]
 """Builds a coupling network from ``(in_channels, out_channels)``."""
@@ -204,10 +205,13 @@ def coupling_channels(channels: int) -> tuple[int, int]:
 class MultiScaleFlow(nn.Module):
     """``scales`` levels of: squeeze, ``steps_per_scale`` flow steps, then (except after
     the last level) half the channels leave as a latent. ``forward`` maps data to the
-    list of latents and the log-determinant; ``inverse`` maps latents back to data."""
+    list of latents and the log-determinant; ``inverse`` maps latents back to data.
+    With ``condition_dim`` every coupling network also sees an encoded condition
+    ``(B, condition_dim)``, broadcast over the positions of its level."""
 
     def __init__(self, data_shape: tuple[int, ...], make_network: CouplingNetworkFactory,
-                 scales: int = 2, steps_per_scale: int = 4, scale_bound: float = 2.0) -> None:
+                 scales: int = 2, steps_per_scale: int = 4, scale_bound: float = 2.0,
+                 condition_dim: int = 0) -> None:
         super().__init__()
         check_flow_shape(data_shape, scales)
         if steps_per_scale < 1:
@@ -220,8 +224,10 @@ class MultiScaleFlow(nn.Module):
         for level in range(scales):
             channels *= 2**spatial_dims
             spatial = [s // 2 for s in spatial]
+            network_in, network_out = coupling_channels(channels)
             self.levels.append(nn.ModuleList(
-                FlowStep(channels, make_network(*coupling_channels(channels)), scale_bound)
+                FlowStep(channels, make_network(network_in + condition_dim, network_out),
+                         scale_bound)
                 for _ in range(steps_per_scale)))
             if level < scales - 1:
                 leaving = channels // 2
@@ -229,13 +235,14 @@ class MultiScaleFlow(nn.Module):
                 channels -= leaving
         self.latent_shapes.append((channels, *spatial))
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    def forward(self, x: Tensor, e: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         log_det = x.new_zeros(x.shape[0])
         latents = []
         for level, steps in enumerate(self.levels):
             x, _ = self.squeeze(x)
+            condition = None if e is None else broadcast(e, x)
             for step in steps:
-                x, step_log_det = step(x)
+                x, step_log_det = step(x, condition)
                 log_det = log_det + step_log_det
             if level < len(self.levels) - 1:
                 leaving = self.latent_shapes[level][0]
@@ -244,19 +251,21 @@ class MultiScaleFlow(nn.Module):
         latents.append(x)
         return latents, log_det
 
-    def inverse(self, latents: list[Tensor]) -> Tensor:
+    def inverse(self, latents: list[Tensor], e: Tensor | None = None) -> Tensor:
         x = latents[-1]
         for level in reversed(range(len(self.levels))):
             if level < len(self.levels) - 1:
                 x = torch.cat([latents[level], x], 1)
+            condition = None if e is None else broadcast(e, x)
             for step in reversed(self.levels[level]):
-                x = step.inverse(x)
+                x = step.inverse(x, condition)
             x = self.squeeze.inverse(x)
         return x
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """log p(x) in nats per example under N(0, I) latents."""
-        latents, log_det = self(x)
+    def log_prob(self, x: Tensor, e: Tensor | None = None) -> Tensor:
+        """log p(x) (log p(x | c) given the encoded condition ``e``) in nats per example
+        under N(0, I) latents."""
+        latents, log_det = self(x, e)
         return sum(_standard_normal_log_prob(z) for z in latents) + log_det
 
 
@@ -322,13 +331,19 @@ class Flow(Family):
     + D log h (uniform dequantization: q = 1). Samples of discrete data are rounded to the
     nearest grid value and clamped to [-1, 1], which is the bin the continuous sample
     falls in. The loss is the negative bound in nats per dimension; ``nll_nats`` logs it
-    per example. The family is unconditional: a condition is ignored.
+    per example. With a ``condition_encoder`` every coupling is conditioned on e(c) and
+    the same statements hold for log p(x | c); the dequantizer stays q(u | x), which
+    keeps the bound valid.
     """
+
+    roles = (COUPLING,)
 
     def __init__(self, flow: MultiScaleFlow, data_shape: tuple[int, ...],
                  levels: int | None = None, dequantizer: VariationalDequantizer | None = None,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0,
+                 condition_encoder: ConditionEncoder | None = None) -> None:
         super().__init__()
+        self.condition_encoder = condition_encoder
         self.flow = flow
         self.data_shape = tuple(data_shape)
         self.levels = levels
@@ -348,34 +363,43 @@ class Flow(Family):
             raise ValueError("continuous data has no bins")
         return 2.0 / (self.levels - 1)
 
-    def log_prob_bound(self, x: Tensor) -> Tensor:
+    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
+        if self.condition_encoder is None:
+            return None
+        if c is None:
+            raise ValueError("this flow is conditional: pass the condition c")
+        return self.condition_encoder(c, n)
+
+    def log_prob_bound(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """One-draw estimate of the log-likelihood per example in nats: the dequantization
         bound for discrete data (log p(y) - log q(u|x) + D log h), log p(x) otherwise."""
+        e = self.encoded_condition(c, x.shape[0])
         if not self.levels:
-            return self.flow.log_prob(x)
+            return self.flow.log_prob(x, e)
         if self.dequantizer is None:
             u, log_q = torch.rand_like(x), x.new_zeros(x.shape[0])
         else:
             u, log_q = self.dequantizer.sample(x)
         h = self.bin_width
-        return self.flow.log_prob(x + h * (u - 0.5)) - log_q + self.dims * math.log(h)
+        return self.flow.log_prob(x + h * (u - 0.5), e) - log_q + self.dims * math.log(h)
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p = self.log_prob_bound(batch["x"])
+        log_p = self.log_prob_bound(batch["x"], batch.get("c"))
         nll = -log_p.mean()
         return nll / self.dims, {"nll_nats": nll.detach(),
                                  "bits_per_dim": nll.detach() / (self.dims * math.log(2))}
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, k: int = 8) -> LogLikelihood:
+    def log_likelihood(self, x: Tensor, c: Tensor | None = None, k: int = 8
+                       ) -> LogLikelihood:
         """Exact log p(x) for continuous data. For discrete data, the log of the mean of
         ``k`` importance weights p(y_i) / q(u_i|x) times h^D: a lower bound on log P(x)
-        in expectation, tighter as ``k`` grows."""
+        in expectation, tighter as ``k`` grows. Given ``c`` for a conditional flow."""
         if not self.levels:
-            return LogLikelihood(self.flow.log_prob(x), "exact", "change of variables")
+            return LogLikelihood(self.log_prob_bound(x, c), "exact", "change of variables")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        draws = torch.stack([self.log_prob_bound(x) for _ in range(k)])
+        draws = torch.stack([self.log_prob_bound(x, c) for _ in range(k)])
         values = torch.logsumexp(draws, 0) - math.log(k)
         kind = "uniform" if self.dequantizer is None else "variational"
         return LogLikelihood(values, "bound",
@@ -389,7 +413,14 @@ class Flow(Family):
         latents = [self.temperature * seeded_random.randn((n, *shape), generator, device,
                                                           dtype)
                    for shape in self.flow.latent_shapes]
-        y = self.flow.inverse(latents)
+        e = None
+        if self.condition_encoder is not None:
+            c = condition if condition is not None else \
+                self.condition_encoder.random(n, generator, device)
+            e = self.condition_encoder(c.to(device), n)
+        elif condition is not None:
+            raise ValueError("this flow is unconditional; it takes no condition")
+        y = self.flow.inverse(latents, e)
         if not self.levels:
             return y
         h = self.bin_width
@@ -406,7 +437,8 @@ def build_flow(ctx, scales: int = 2, steps_per_scale: int = 4,
     divisible by 2**scales); ``dequantization`` is ``"uniform"`` or ``"variational"``
     (a learned q(u|x) of ``dequantizer_steps`` conditional steps; discrete data only);
     ``scale_bound`` bounds each coupling's log-scale; ``temperature`` scales the latent
-    noise when sampling."""
+    noise when sampling. With ``condition.use`` each coupling network has
+    ``condition.dim`` more input channels (the encoded condition)."""
     if dequantization not in ("uniform", "variational"):
         raise ValueError(f"dequantization must be 'uniform' or 'variational', got "
                          f"{dequantization!r}")
@@ -416,13 +448,15 @@ def build_flow(ctx, scales: int = 2, steps_per_scale: int = 4,
     check_flow_shape(shape, scales)
 
     def make_network(in_channels: int, out_channels: int) -> nn.Module:
-        return ctx.network("coupling", in_channels=in_channels, out_channels=out_channels)
+        return ctx.network(COUPLING, in_channels=in_channels, out_channels=out_channels)
 
-    flow = MultiScaleFlow(shape, make_network, scales, steps_per_scale, scale_bound)
+    condition = ctx.condition_encoder()
+    flow = MultiScaleFlow(shape, make_network, scales, steps_per_scale, scale_bound,
+                          condition_dim=condition.dim if condition is not None else 0)
     dequantizer = None
     if dequantization == "variational" and ctx.info.levels:
         if dequantizer_steps < 1:
             raise ValueError(f"dequantizer_steps must be at least 1, got {dequantizer_steps}")
         dequantizer = VariationalDequantizer(shape, make_network, dequantizer_steps,
                                              scale_bound)
-    return Flow(flow, shape, ctx.info.levels, dequantizer, temperature)
+    return Flow(flow, shape, ctx.info.levels, dequantizer, temperature, condition)

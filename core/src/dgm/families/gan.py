@@ -20,7 +20,9 @@ from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
 from dgm import seeded_random
-from dgm.contract import Batch, Family, Prior
+from dgm.conditions import ConditionEncoder, attach, widened
+from dgm.contract import CRITIC, GENERATOR, Batch, Family, Prior
+from dgm.errors import RecipeError
 from dgm.priors import StandardNormal
 from dgm.sizes import sample_shape
 
@@ -72,16 +74,28 @@ class GAN(Family):
     at ``critic_lr_ratio`` times the generator's learning rate; both use Adam ``betas``.
     With ``levels`` (discrete data on that many evenly spaced values in [-1, 1]) samples
     are rounded to the data's grid; training sees the generator's continuous output.
+
+    A conditional GAN (Mirza & Osindero 2014) is built with two condition encoders: the
+    generator's, whose encoding is attached to z, and the critic's, attached to the
+    critic's input; each learns with its own network.
     """
 
     likelihood_kind = "none"
+    roles = (GENERATOR, CRITIC)
 
     def __init__(self, generator: nn.Module, critic: nn.Module, prior: Prior,
                  loss: GANLoss = "non-saturating", r1_gamma: float = 0.0,
                  critic_lr_ratio: float = 1.0,
                  betas: tuple[float, float] = (0.5, 0.999), levels: int | None = None,
-                 data_shape: tuple[int, ...] | None = None) -> None:
+                 data_shape: tuple[int, ...] | None = None,
+                 condition_encoder: ConditionEncoder | None = None,
+                 critic_condition_encoder: ConditionEncoder | None = None) -> None:
         super().__init__()
+        if (condition_encoder is None) != (critic_condition_encoder is None):
+            raise ValueError("a conditional GAN needs a condition encoder for the generator "
+                             "and one for the critic")
+        self.condition_encoder = condition_encoder
+        self.critic_condition_encoder = critic_condition_encoder
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if r1_gamma < 0:
@@ -102,46 +116,62 @@ class GAN(Family):
         self.levels = levels
         self.data_shape = tuple(data_shape) if data_shape is not None else None
 
-    def score(self, x: Tensor) -> Tensor:
-        """Critic scores, one per example: ``(B,)``."""
-        return self.critic(x).reshape(x.shape[0])
+    def score(self, x: Tensor, e: Tensor | None = None) -> Tensor:
+        """Critic scores, one per example: ``(B,)`` (given the critic's encoding ``e`` of
+        the condition)."""
+        return self.critic(x if e is None else attach(x, e)).reshape(x.shape[0])
 
-    def score_with_frozen_critic(self, x: Tensor) -> Tensor:
+    def score_with_frozen_critic(self, x: Tensor, e: Tensor | None = None) -> Tensor:
         """Critic scores through detached critic parameters: gradients reach ``x`` (and
         so the generator) but never the critic."""
         frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-        return functional_call(self.critic, frozen, (x,)).reshape(x.shape[0])
+        inputs = x if e is None else attach(x, e.detach())
+        return functional_call(self.critic, frozen, (inputs,)).reshape(x.shape[0])
 
-    def critic_term(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def critic_term(self, real: Tensor, fake: Tensor, e: Tensor | None = None
+                    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The critic's loss (with the R1 penalty) on ``real`` and detached ``fake``."""
         fake = fake.detach()
         if self.r1_gamma > 0:
-            real_scores, grad_sq = r1_penalty(self.score, real)
+            real_scores, grad_sq = r1_penalty(lambda x: self.score(x, e), real)
             r1 = grad_sq.mean()
         else:
-            real_scores, r1 = self.score(real), real.new_zeros(())
-        fake_scores = self.score(fake)
+            real_scores, r1 = self.score(real, e), real.new_zeros(())
+        fake_scores = self.score(fake, e)
         d_loss = critic_loss(real_scores, fake_scores, self.loss_name).mean()
         logs = {"d_loss": d_loss, "d_real": real_scores.mean(), "d_fake": fake_scores.mean(),
                 "r1": r1}
         return d_loss + 0.5 * self.r1_gamma * r1, {k: v.detach() for k, v in logs.items()}
 
-    def generator_term(self, fake: Tensor) -> Tensor:
+    def generator_term(self, fake: Tensor, e: Tensor | None = None) -> Tensor:
         """The generator's loss on ``fake``; its gradient reaches only the generator."""
-        return generator_loss(self.score_with_frozen_critic(fake), self.loss_name).mean()
+        return generator_loss(self.score_with_frozen_critic(fake, e), self.loss_name).mean()
+
+    def generate(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """G(z), or G(z, c) for a conditional GAN."""
+        if self.condition_encoder is None:
+            return self.generator(z)
+        if c is None:
+            raise ValueError("this GAN is conditional: pass the condition c")
+        return self.generator(attach(z, self.condition_encoder(c, z.shape[0])))
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        real = batch["x"]
-        fake = self.generator(self.prior.sample(real.shape[0]).to(real.dtype))
-        d_total, logs = self.critic_term(real, fake)
-        g_loss = self.generator_term(fake)
+        real, c = batch["x"], batch.get("c")
+        fake = self.generate(self.prior.sample(real.shape[0]).to(real.dtype), c)
+        e = None if self.critic_condition_encoder is None else \
+            self.critic_condition_encoder(c, real.shape[0])
+        d_total, logs = self.critic_term(real, fake, e)
+        g_loss = self.generator_term(fake, e)
         logs["g_loss"] = g_loss.detach()
         return d_total + g_loss, logs
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The critic at ``lr * critic_lr_ratio``, everything else (generator, any learned
-        prior) at ``lr``; both with this GAN's Adam betas."""
+        """The critic (and its condition encoder) at ``lr * critic_lr_ratio``, everything
+        else (generator, its condition encoder, any learned prior) at ``lr``; both with
+        this GAN's Adam betas."""
         critic = list(self.critic.parameters())
+        if self.critic_condition_encoder is not None:
+            critic += list(self.critic_condition_encoder.parameters())
         in_critic = {id(p) for p in critic}
         rest = [p for p in self.parameters() if id(p) not in in_critic]
         return [{"params": rest, "lr": lr, "betas": self.betas},
@@ -156,7 +186,12 @@ class GAN(Family):
         z = self.prior.sample(n, generator)
         if size is not None:
             z = self._latents_for(n, size, generator, z.device)
-        x = self.generator(z).clamp(-1, 1)
+        if self.condition_encoder is not None and condition is None:
+            condition = self.condition_encoder.random(n, generator, z.device)
+        elif self.condition_encoder is None and condition is not None:
+            raise ValueError("this GAN is unconditional; it takes no condition")
+        x = self.generate(z, None if condition is None else condition.to(z.device))
+        x = x.clamp(-1, 1)
         if self.levels:
             half_steps = (self.levels - 1) / 2
             x = torch.round((x + 1) * half_steps) / half_steps - 1
@@ -196,17 +231,30 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     A *spatial* generator (one with a method ``latent_shape(data_shape)``, e.g. a
     texture generator on a noise map with ``latent_dim`` channels) gets a prior over
     latents of that shape, and samples at any size it supports (``dgm sample --size``).
+
+    With ``condition.use`` the generator gets ``condition.dim`` more latent inputs and
+    the critic as many more input channels (each its own encoded condition).
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
-    generator = ctx.network("generator", data_shape=ctx.info.shape, latent_dim=latent_dim)
-    critic = ctx.network("critic", data_shape=ctx.info.shape)
+    condition = ctx.condition_encoder()
+    critic_condition = ctx.condition_encoder()
+    extra = condition.dim if condition is not None else 0
+    generator = ctx.network(GENERATOR, data_shape=ctx.info.shape,
+                            latent_dim=latent_dim + extra)
+    critic = ctx.network(CRITIC, data_shape=widened(tuple(ctx.info.shape), extra))
     if spectral_norm:
         apply_spectral_norm(critic)
     latent_shape = getattr(generator, "latent_shape", None)
+    if latent_shape is not None and condition is not None:
+        raise RecipeError(f"{ctx.recipe.where('[networks.generator]')}: the spatial "
+                          f"generator {type(generator).__name__} maps a noise map, and "
+                          "conditioning a noise map is not supported yet; use a generator "
+                          "of one latent vector or condition.use = false")
     prior = ctx.prior(tuple(latent_shape(ctx.info.shape)) if latent_shape else (latent_dim,))
     return GAN(generator, critic, prior, loss=loss, r1_gamma=r1_gamma,
                critic_lr_ratio=critic_lr_ratio,
                betas=tuple(betas) if betas is not None else (0.5, 0.999),
                levels=ctx.info.levels if snap_to_levels else None,
-               data_shape=ctx.info.shape)
+               data_shape=ctx.info.shape, condition_encoder=condition,
+               critic_condition_encoder=critic_condition)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dgm.contract import DataInfo, TensorData
+from dgm.contract import DataInfo, TensorData, class_condition
 from dgm.errors import DataError
 from dgm.folders import folder_split
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
@@ -65,7 +65,8 @@ def _build(waves: list[Tensor], labels: list[int] | None, classes: tuple[str, ..
     batch = torch.stack(waves)
     examples = torch.cat([rep.forward(chunk) for chunk in batch.split(256)])
     levels = rep.metadata["mu"] + 1 if representation == "mu-law" else None
-    info = DataInfo(MODALITY, tuple(examples.shape[1:]), levels=levels, classes=classes,
+    info = DataInfo(MODALITY, tuple(examples.shape[1:]), levels=levels,
+                    condition=class_condition(classes),
                     source={**source, "representation": rep.metadata})
     label_tensor = torch.tensor(labels) if labels is not None else None
     return AudioClips(examples, label_tensor, info, names)

@@ -73,7 +73,7 @@ def to_input(waves: Tensor, sample_rate: int) -> Tensor:
 def _waves(split: str) -> tuple[Tensor, Tensor]:
     data = spoken_digits(split, representation="waveform", sample_rate=RATE,
                          duration=LENGTH / RATE)
-    return data.examples, data.labels
+    return data.examples, data.c
 
 
 def _cache_file(cache_dir: Path, training: dict[str, Any]) -> Path:
@@ -159,7 +159,7 @@ def score_run(run_path: Path, n_per_class: int = 10, seed: int = 0,
     per_class, seconds, audio_seconds = {}, 0.0, 0.0
     correct = 0
     pages: list[str] = []
-    for name in info.classes:
+    for name in info.condition.classes:
         index = condition_index(run, family, name)
         start = time.perf_counter()
         samples = draw_samples(family, n_per_class, n_per_class, seed + index, options,
@@ -178,9 +178,9 @@ def score_run(run_path: Path, n_per_class: int = 10, seed: int = 0,
                 modality.write(wave, folder / f"sample-{i:04d}{modality.file_suffix}")
             modality.preview(samples, folder / "grid.png")
             pages.append(f'<li><a href="{name}/index.html">{name}</a>: heard as '
-                         f'{", ".join(info.classes[int(k)] for k in heard)}</li>')
+                         f'{", ".join(info.condition.classes[int(k)] for k in heard)}</li>')
     report = {"classifier_accuracy_real_test_voices": real,
-              "accuracy_on_generated": correct / (n_per_class * len(info.classes)),
+              "accuracy_on_generated": correct / (n_per_class * len(info.condition.classes)),
               "per_class": per_class, "n_per_class": n_per_class,
               "real_time_factor": seconds / audio_seconds,
               "generation_seconds": seconds, "audio_seconds": audio_seconds}

@@ -115,15 +115,20 @@ class GatedResidualBlock(nn.Module):
     """A causal dilated convolution with a tanh * sigmoid gate, a residual output and a
     skip output (van den Oord et al. 2016)."""
 
-    def __init__(self, residual: int, skip: int, kernel_size: int, dilation: int) -> None:
+    def __init__(self, residual: int, skip: int, kernel_size: int, dilation: int,
+                 condition_dim: int = 0) -> None:
         super().__init__()
         self.pad = (kernel_size - 1) * dilation
         self.conv = nn.Conv1d(residual, 2 * residual, kernel_size, dilation=dilation)
         self.res = nn.Conv1d(residual, residual, 1)
         self.skip = nn.Conv1d(residual, skip, 1)
+        self.condition = nn.Linear(condition_dim, 2 * residual) if condition_dim else None
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        filt, gate = self.conv(F.pad(h, (self.pad, 0))).chunk(2, dim=1)
+    def forward(self, h: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        features = self.conv(F.pad(h, (self.pad, 0)))
+        if condition is not None:
+            features = features + self.condition(condition)[..., None]
+        filt, gate = features.chunk(2, dim=1)
         out = torch.tanh(filt) * torch.sigmoid(gate)
         return h + self.res(out), self.skip(out)
 
@@ -135,11 +140,13 @@ class WaveNet(nn.Module):
 
     Dilations double within a cycle (1, 2, ..., 2**(cycle - 1)) and the cycle repeats
     ``layers / cycle`` times; :attr:`receptive_field` is the number of samples seen.
+    With ``condition_dim`` it is called ``network(x, condition)`` and the encoded
+    condition biases every gate (WaveNet's global conditioning).
     """
 
     def __init__(self, data_shape: tuple[int, ...], param_channels: int = 256,
                  residual: int = 32, skip: int = 64, layers: int = 10, cycle: int = 10,
-                 kernel_size: int = 2) -> None:
+                 kernel_size: int = 2, condition_dim: int = 0) -> None:
         super().__init__()
         _check_shape(data_shape, 1, "audio:wavenet")
         if data_shape[0] != 1:
@@ -148,27 +155,37 @@ class WaveNet(nn.Module):
             raise ValueError("layers and cycle must be >= 1 and kernel_size >= 2")
         self.inp = nn.Conv1d(1, residual, 1)
         dilations = [2 ** (i % cycle) for i in range(layers)]
-        self.blocks = nn.ModuleList(GatedResidualBlock(residual, skip, kernel_size, d)
-                                    for d in dilations)
+        self.blocks = nn.ModuleList(GatedResidualBlock(residual, skip, kernel_size, d,
+                                                       condition_dim) for d in dilations)
+        self.conditional = condition_dim > 0
         self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(skip, skip, 1), nn.ReLU(),
                                  nn.Conv1d(skip, param_channels, 1))
         self.receptive_field = 1 + sum((kernel_size - 1) * d for d in dilations)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check(self, condition: Tensor | None) -> None:
+        if (condition is None) == self.conditional:
+            raise ValueError("this WaveNet was built " + (
+                "with condition_dim: pass the encoded condition" if condition is None
+                else "without condition_dim: it takes no condition"))
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        self._check(condition)
         h = self.inp(F.pad(x, (1, 0))[..., :-1])
         skips = 0
         for block in self.blocks:
-            h, s = block(h)
+            h, s = block(h, condition)
             skips = skips + s
         return self.out(skips)
 
     @torch.no_grad()
     def generate(self, n: int, length: int, likelihood: Likelihood,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: torch.Generator | None = None,
+                 condition: Tensor | None = None) -> Tensor:
         """Ancestral sampling of ``n`` waveforms ``(n, 1, length)`` in one pass over time:
         each layer keeps its past inputs, so a new sample costs one time step of every
         layer instead of a whole forward pass (the fast-WaveNet queue idea). Gives the
         same distribution as sampling through :meth:`forward` one sample at a time."""
+        self._check(condition)
         device = self.inp.weight.device
         x = torch.zeros(n, 1, length, device=device)
         histories = [torch.zeros(n, block.conv.in_channels, length, device=device)
@@ -184,8 +201,11 @@ class WaveNet(nn.Module):
                 taps = [t - (kernel - 1 - j) * dilation for j in range(kernel)]
                 window = torch.stack([history[..., i] if i >= 0 else torch.zeros_like(h)
                                       for i in taps], dim=-1)
-                filt, gate = torch.einsum("brk,ork->bo", window, block.conv.weight).add(
-                    block.conv.bias).chunk(2, dim=1)
+                features = torch.einsum("brk,ork->bo", window, block.conv.weight).add(
+                    block.conv.bias)
+                if condition is not None:
+                    features = features + block.condition(condition)
+                filt, gate = features.chunk(2, dim=1)
                 out = (torch.tanh(filt) * torch.sigmoid(gate))[..., None]
                 h = h + block.res(out)[..., 0]
                 skips = skips + block.skip(out)

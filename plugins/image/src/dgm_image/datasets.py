@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dgm.contract import DataInfo, TensorData
+from dgm.contract import Condition, DataInfo, TensorData, class_condition
 from dgm.errors import DataError
 from dgm.folders import folder_split
 from dgm_image.codec import read_image
@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 class TensorImages(TensorData):
-    """Images and optional labels held in memory."""
+    """Images and optional conditions (class indices) held in memory."""
 
     @property
     def images(self) -> Tensor:
@@ -39,7 +39,8 @@ def digits(split: str) -> TensorImages:
     pixels = torch.as_tensor(bunch.data[start:stop], dtype=torch.float32)
     images = (pixels / 8.0 - 1.0).reshape(-1, 1, 8, 8)
     labels = torch.as_tensor(bunch.target[start:stop], dtype=torch.long)
-    info = DataInfo(MODALITY, (1, 8, 8), levels=17, classes=tuple(str(i) for i in range(10)))
+    info = DataInfo(MODALITY, (1, 8, 8), levels=17,
+                    condition=Condition.of_classes([str(i) for i in range(10)]))
     return TensorImages(images, labels, info)
 
 
@@ -79,5 +80,5 @@ def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
     if not images:
         raise DataError(f"image folder {str(root)!r}: no readable images in split {split!r}")
     info = DataInfo(MODALITY, (1 if mode == "L" else 3, *target), levels=256,
-                    classes=tuple(classes))
+                    condition=class_condition(classes))
     return TensorImages(torch.stack(images), torch.tensor(labels) if classes else None, info)

@@ -100,10 +100,16 @@ class GatedLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.residual = not first
 
-    def forward(self, vertical: Tensor, horizontal: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, vertical: Tensor, horizontal: Tensor,
+                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``condition``: ``(B, 4 * hidden)`` biases for the vertical and horizontal
+        stacks' gates, the same at every pixel (the conditional gated PixelCNN)."""
         v_features = self.vertical(vertical)
         h_features = (self.horizontal(horizontal)
                       + self.vertical_to_horizontal(shift_down(v_features)))
+        if condition is not None:
+            v_bias, h_bias = condition[:, :, None, None].chunk(2, dim=1)
+            v_features, h_features = v_features + v_bias, h_features + h_bias
         h_out = self.horizontal_out(self.dropout(gate(h_features)))
         if self.residual:
             h_out = h_out + horizontal
@@ -116,12 +122,15 @@ class PixelCNN(nn.Module):
     has the original's blind spot), then a 1x1 head to the likelihood's params.
 
     ``hidden`` feature channels (split into C groups, so at least C), ``layers`` masked
-    layers, an odd ``kernel_size`` >= 3, ``dropout`` on the gated features.
+    layers, an odd ``kernel_size`` >= 3, ``dropout`` on the gated features. With
+    ``condition_dim`` the network is called ``network(x, condition)`` and a learned
+    projection of the encoded condition biases every layer's features, the same at every
+    pixel, so causality is kept (van den Oord et al. 2016's conditional PixelCNN).
     """
 
     def __init__(self, data_shape: tuple[int, ...], param_channels: int, hidden: int = 64,
                  layers: int = 6, kernel_size: int = 3, dropout: float = 0.0,
-                 gated: bool = True) -> None:
+                 gated: bool = True, condition_dim: int = 0) -> None:
         super().__init__()
         if len(data_shape) != 3:
             raise ValueError(f"PixelCNN needs images shaped (C, H, W), got {data_shape}")
@@ -150,6 +159,10 @@ class PixelCNN(nn.Module):
                 for _ in range(layers - 1)]
             self.layers = nn.ModuleList([first, *rest])
             self.dropout = nn.Dropout(dropout)
+        width = 4 * hidden if gated else hidden
+        self.condition_projections = (
+            nn.ModuleList(nn.Linear(condition_dim, width) for _ in range(layers))
+            if condition_dim else None)
         out_groups = torch.arange(param_channels * channels) % channels  # "(p c)" layout
         self.head = nn.Sequential(
             nn.ELU(),
@@ -160,14 +173,24 @@ class PixelCNN(nn.Module):
                          mask=row_mask(out_groups, hidden_groups, 1, own=True)),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        if (condition is None) != (self.condition_projections is None):
+            raise ValueError("this PixelCNN was built " + (
+                "with condition_dim: pass the encoded condition" if condition is None
+                else "without condition_dim: it takes no condition"))
+        biases = ([project(condition.to(x.dtype)) for project in self.condition_projections]
+                  if condition is not None else [None] * len(self.layers))
         if self.gated:
             vertical, horizontal = x, x
-            for layer in self.layers:
-                vertical, horizontal = layer(vertical, horizontal)
+            for layer, bias in zip(self.layers, biases, strict=True):
+                vertical, horizontal = layer(vertical, horizontal, bias)
             features = horizontal
         else:
-            features = self.layers[0](x)
-            for layer in self.layers[1:]:
-                features = features + layer(self.dropout(F.elu(features)))
+            features = _biased(self.layers[0](x), biases[0])
+            for layer, bias in zip(self.layers[1:], biases[1:], strict=True):
+                features = features + _biased(layer(self.dropout(F.elu(features))), bias)
         return self.head(features)
+
+
+def _biased(features: Tensor, bias: Tensor | None) -> Tensor:
+    return features if bias is None else features + bias[:, :, None, None]

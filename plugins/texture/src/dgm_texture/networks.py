@@ -24,7 +24,7 @@ Norm = Literal["batch", "group", "none"]
 
 def texture_unet(data_shape: tuple[int, ...], channels: list[int] | None = None,
                  layers_per_block: int = 1, norm_groups: int = 16, dropout: float = 0.0,
-                 num_classes: int | None = None,
+                 condition_dim: int = 0,
                  padding_mode: Literal["circular", "zeros"] = "circular") -> UNet2DDenoiser:
     """diffusers' UNet2DModel with no attention anywhere (global attention would tie
     every pixel to every other and cost the square of the pixel count) and circular
@@ -32,7 +32,7 @@ def texture_unet(data_shape: tuple[int, ...], channels: list[int] | None = None,
     channels = list(channels or [32, 64, 128])
     return UNet2DDenoiser(data_shape, channels=channels, layers_per_block=layers_per_block,
                           attention=[False] * len(channels), norm_groups=norm_groups,
-                          dropout=dropout, num_classes=num_classes, padding_mode=padding_mode,
+                          dropout=dropout, condition_dim=condition_dim, padding_mode=padding_mode,
                           mid_attention=False)
 
 

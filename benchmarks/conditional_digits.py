@@ -1,0 +1,204 @@
+"""Benchmark: every family conditioned on the digit class, on the embedded 8x8 digits.
+
+Each row trains the shipped digits recipe of one family with ``condition.use = true``
+(and, for diffusion, ``condition.dropout = 0.1`` so that classifier-free guidance has an
+unconditional model to push against) through ``dgm run``: the same networks, steps and
+budget (15 minutes of training on 2 CPU cores) as the unconditional row of
+``digits_table``. For each row:
+
+- the conditional test NLL, -log p(x | c) in nats per image, next to the unconditional
+  row's -log p(x) (results/digits_table.json); the gain can be at most about
+  ln 10 = 2.3 nats (the information in the label), plus whatever the condition helps
+  the network fit;
+- class accuracy: 50 samples of every digit, scored by the project's own digit
+  classifier (``dgm_image.classifier``, trained on the training split; its accuracy on
+  the real test digits is reported beside it); target at least 90 % for every family;
+- within-class diversity: kernel MMD^2 between each class's samples and that class's
+  real test digits, averaged over the classes, next to the same between the class's
+  training and test digits;
+- for diffusion, a guidance-scale curve (0, 1, 2, 4): class accuracy against
+  within-class MMD.
+
+Run by hand from the repository root (about an hour on 2 cores)::
+
+    .venv/bin/python benchmarks/conditional_digits.py
+    .venv/bin/python benchmarks/conditional_digits.py --only vae gan   # some rows
+    .venv/bin/python benchmarks/conditional_digits.py --reuse          # re-score runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_support import machine, timed_dgm_run  # noqa: E402
+
+from dgm.evaluation import draw_samples  # noqa: E402
+from dgm.metrics import kernel_mmd  # noqa: E402
+from dgm.runs import RunDir  # noqa: E402
+from dgm.workflows import load_family  # noqa: E402
+from dgm_image.classifier import predict, test_accuracy, train_classifier  # noqa: E402
+from dgm_image.datasets import digits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+BUDGET_S = 15 * 60
+PER_CLASS = 50
+TARGET_ACCURACY = 0.90
+GUIDANCE = (0.0, 1.0, 2.0, 4.0)
+
+ROWS: dict[str, dict[str, Any]] = {
+    "autoregressive": {"recipe": "recipes/image/digits-pixelcnn.toml"},
+    "vae": {"recipe": "recipes/image/digits-vae.toml"},
+    "flow": {"recipe": "recipes/image/digits-flow.toml"},
+    "diffusion": {"recipe": "recipes/image/digits-diffusion.toml",
+                  "overrides": ["condition.dropout=0.1"]},
+    "gan": {"recipe": "recipes/image/digits-gan.toml"},
+}
+
+
+def by_class(split: str) -> dict[int, torch.Tensor]:
+    data = digits(split)
+    return {k: data.x[data.c == k] for k in range(10)}
+
+
+def score(family: Any, classifier: Any, test: dict[int, torch.Tensor],
+          options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Class accuracy and within-class MMD of ``PER_CLASS`` samples of every digit."""
+    mmd = kernel_mmd()
+    accuracy, distances = {}, {}
+    for k in range(10):
+        samples = draw_samples(family, PER_CLASS, 100, 1000 + k, options, condition=k)
+        accuracy[str(k)] = float((predict(classifier, samples) == k).double().mean())
+        distances[str(k)] = float(mmd(samples.flatten(1), test[k].flatten(1)))
+    return {"class_accuracy": sum(accuracy.values()) / 10, "per_class_accuracy": accuracy,
+            "within_class_mmd": sum(distances.values()) / 10,
+            "per_class_mmd": distances}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-conditional")
+    parser.add_argument("--note", default="", help="a remark kept in the results")
+    parser.add_argument("--reuse", action="store_true",
+                        help="score runs already trained in --runs instead of retraining")
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    results_file = RESULTS / "conditional_digits.json"
+    previous = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    rows = {r["row"]: r for r in previous.get("rows", [])}
+    unconditional = {r["row"]: r["report"] for r in
+                     json.loads((RESULTS / "digits_table.json").read_text())["rows"]}
+    start = time.perf_counter()
+    classifier = train_classifier()
+    classifier_seconds = time.perf_counter() - start
+    classifier_accuracy = test_accuracy(classifier)
+    test, train = by_class("test"), by_class("train")
+    mmd = kernel_mmd()
+    reference = sum(float(mmd(train[k].flatten(1), test[k].flatten(1)))
+                    for k in range(10)) / 10
+    print(f"classifier: {classifier_accuracy:.1%} on the real test digits "
+          f"({classifier_seconds:.0f} s); within-class MMD train vs test {reference:.4f}",
+          flush=True)
+    for name in args.only:
+        row = ROWS[name]
+        print(f"training {name} ({row['recipe']}, condition.use=true) ...", flush=True)
+        timings = timed_dgm_run(row["recipe"], args.runs / name,
+                                ["condition.use=true", *row.get("overrides", [])],
+                                args.reuse, cwd=ROOT)
+        report = json.loads((args.runs / name / "evaluation.json").read_text())
+        family, _, _ = load_family(RunDir.open(args.runs / name))
+        scored = score(family, classifier, test)
+        result = {"row": name, "recipe": row["recipe"],
+                  "overrides": ["condition.use=true", *row.get("overrides", [])],
+                  "report": report, "steps": timings["steps"],
+                  "train_seconds": timings["train_seconds"],
+                  "run_seconds": timings["run_seconds"],
+                  "within_budget": timings["train_seconds"] <= BUDGET_S, **scored,
+                  "meets_accuracy_target": scored["class_accuracy"] >= TARGET_ACCURACY}
+        before = unconditional.get(name, {}).get("nll_nats")
+        if "nll_nats" in report and before is not None:
+            result["unconditional_nll_nats"] = before
+            result["nll_gain_nats"] = before - report["nll_nats"]
+        if name == "diffusion":
+            result["guidance"] = [{"guidance": g, **score(family, classifier, test,
+                                                          {"guidance": g})}
+                                  for g in GUIDANCE]
+        rows[name] = result
+        print(f"  {timings['train_seconds']:.0f} s training; NLL "
+              f"{report.get('nll_nats', math.nan):.2f}; class accuracy "
+              f"{scored['class_accuracy']:.1%}; within-class MMD "
+              f"{scored['within_class_mmd']:.4f}", flush=True)
+    out = {"benchmark": "conditional_digits", "machine": machine(),
+           "settings": {"budget_seconds": BUDGET_S, "threads": os.cpu_count(),
+                        "samples_per_class": PER_CLASS, "guidance": list(GUIDANCE),
+                        "data": "image:digits, train 1000 / test 447, 17 levels",
+                        "note": args.note},
+           "classifier": {"test_accuracy": classifier_accuracy,
+                          "train_seconds": classifier_seconds},
+           "within_class_mmd_train_vs_test": reference,
+           "rows": [rows[n] for n in ROWS if n in rows]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(out, indent=2) + "\n")
+    write_markdown(out)
+    print((RESULTS / "conditional_digits.md").read_text())
+
+
+def _nll(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def write_markdown(out: dict[str, Any]) -> None:
+    m = out["machine"]
+    lines = [
+        "# conditional_digits: every family given the digit class (8x8 digits)", "",
+        f"{m['date']}; {m['platform']}; {m['cpu_count']} CPUs, {m['torch_threads']} torch "
+        f"threads; torch {m['torch']}, diffusers {m['diffusers']}. Each row is the "
+        "family's shipped digits recipe with `condition.use=true` (same networks and "
+        "steps as digits_table). NLL in nats per test image (447 images, 17 levels); "
+        f"{out['settings']['samples_per_class']} samples per digit scored by the "
+        "project's digit classifier, whose accuracy on the real test digits is "
+        f"{out['classifier']['test_accuracy']:.1%}. Within-class MMD^2: each digit's "
+        "samples against that digit's real test images, averaged over digits; between "
+        "real sets (train vs test) it is "
+        f"{out['within_class_mmd_train_vs_test']:.4f}.",
+        *(["", out["settings"]["note"]] if out["settings"].get("note") else []), "",
+        "| family | -log p(x given c) | -log p(x) (digits_table) | gain (nats) | "
+        "likelihood | class accuracy (target >= 90 %) | within-class MMD^2 | "
+        "training (s) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in out["rows"]:
+        report = r["report"]
+        kind = ("none (implicit)" if report["kind"] == "none"
+                else f"{report['kind']}: {report['method']}")
+        gain = r.get("nll_gain_nats")
+        mark = "" if r["meets_accuracy_target"] else " (below target)"
+        lines.append(
+            f"| {r['row']} | {_nll(report.get('nll_nats'))} | "
+            f"{_nll(r.get('unconditional_nll_nats'))} | "
+            f"{'-' if gain is None else f'{gain:+.2f}'} | {kind} | "
+            f"{r['class_accuracy']:.1%}{mark} | {r['within_class_mmd']:.4f} | "
+            f"{r['train_seconds']:.0f} |")
+    for r in out["rows"]:
+        if "guidance" in r:
+            lines += ["", f"Classifier-free guidance ({r['row']}, trained with condition "
+                      "dropout 0.1; guidance 0 is the unconditional model, 1 the plain "
+                      "conditional one):", "",
+                      "| guidance | class accuracy | within-class MMD^2 |", "|---:|---:|---:|"]
+            lines += [f"| {g['guidance']:g} | {g['class_accuracy']:.1%} | "
+                      f"{g['within_class_mmd']:.4f} |" for g in r["guidance"]]
+    (RESULTS / "conditional_digits.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Conditions in the families: the encoder every conditional family shares (a registered
+condition network plus a learned "no condition" vector for condition dropout and
+classifier-free guidance), the class embedding that is the default network for class
+conditions, and the one way an encoded condition is attached to a network's input."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dgm import seeded_random
+from dgm.contract import Condition
+
+
+class ClassEmbedding(nn.Module):
+    """A class condition to a learned vector: ``(B,)`` int64 indices to ``(B, dim)``."""
+
+    def __init__(self, condition: Condition, dim: int = 32) -> None:
+        super().__init__()
+        if condition.kind != "class":
+            raise ValueError(f"core:class-embedding encodes class conditions, not "
+                             f"{condition.kind!r} ones")
+        if dim < 1:
+            raise ValueError(f"dim must be at least 1, got {dim}")
+        self.embedding = nn.Embedding(len(condition.classes), dim)
+
+    def forward(self, c: Tensor) -> Tensor:
+        return self.embedding(c.long().reshape(-1))
+
+
+DEFAULT_CONDITION_NETWORKS = {"class": "core:class-embedding"}
+"""The registered condition network each condition kind uses when a recipe names none."""
+
+
+class ConditionEncoder(nn.Module):
+    """c to the ``(B, dim)`` vector a conditional family consumes.
+
+    ``network`` is the registered condition network (a class embedding, ...). A learned
+    ``null`` vector stands for "no condition": in training each example's encoding is
+    replaced by it with probability ``dropout`` (so the model also learns p(x)), and
+    :meth:`encode` with ``c = None`` gives it for every example (the unconditional
+    branch of classifier-free guidance)."""
+
+    def __init__(self, network: nn.Module, condition: Condition, dim: int,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"condition dropout must be in [0, 1), got {dropout}")
+        self.network = network
+        self.condition = condition
+        self.dim = dim
+        self.dropout = dropout
+        self.null = nn.Parameter(torch.zeros(dim))
+
+    def encode(self, c: Tensor | None, n: int | None = None) -> Tensor:
+        """The encoding of ``c`` (``n`` null encodings when ``c`` is None); in training
+        mode, with condition dropout applied."""
+        if c is None:
+            if n is None:
+                raise ValueError("encode(None) needs the number of examples n")
+            return self.null.expand(n, self.dim)
+        out = self.network(c)
+        if out.shape != (c.shape[0], self.dim):
+            raise ValueError(f"the condition network {type(self.network).__name__} gave "
+                             f"{tuple(out.shape)}; the condition role returns "
+                             f"(B, dim) = ({c.shape[0]}, {self.dim})")
+        if self.training and self.dropout > 0:
+            keep = torch.rand(out.shape[0], 1, device=out.device) >= self.dropout
+            out = torch.where(keep, out, self.null.to(out.dtype))
+        return out
+
+    def forward(self, c: Tensor | None, n: int | None = None) -> Tensor:
+        return self.encode(c, n)
+
+    def random(self, n: int, generator: torch.Generator | None,
+               device: torch.device) -> Tensor:
+        """``n`` raw conditions drawn uniformly, for sampling without a given condition
+        (class conditions only)."""
+        if self.condition.kind != "class":
+            raise ValueError(f"a model conditioned on {self.condition.describe()} needs "
+                             "the condition given: pass condition=...")
+        return seeded_random.randint(len(self.condition.classes), (n,), generator, device)
+
+
+def broadcast(encoded: Tensor, like: Tensor) -> Tensor:
+    """The encoded condition ``(B, K)`` repeated over the positions of ``like``
+    ``(B, C, *spatial)``: ``(B, K, *spatial)``."""
+    encoded = encoded.to(like.dtype).reshape(*encoded.shape, *([1] * (like.dim() - 2)))
+    return encoded.expand(-1, -1, *like.shape[2:])
+
+
+def attach(x: Tensor, encoded: Tensor) -> Tensor:
+    """``x`` ``(B, C, *spatial)`` (or ``(B, D)``) with the encoded condition ``(B, K)``
+    concatenated on dimension 1, broadcast over the positions: ``(B, C + K, *spatial)``."""
+    return torch.cat([x, broadcast(encoded, x)], 1)
+
+
+def widened(shape: tuple[int, ...], extra: int) -> tuple[int, ...]:
+    """``shape`` with ``extra`` more channels (or features): the input shape of a network
+    that sees an attached condition."""
+    return (shape[0] + extra, *shape[1:])
