@@ -92,9 +92,14 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a remark kept in the results")
     parser.add_argument("--reuse", action="store_true",
                         help="score runs already trained in --runs instead of retraining")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides for every row (a quick check: "
+                        "train.steps=5 evaluate.max_examples=8)")
+    parser.add_argument("--name", default="conditional_digits",
+                        help="results file name (keep the default for the real benchmark)")
     args = parser.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
-    results_file = RESULTS / "conditional_digits.json"
+    results_file = RESULTS / f"{args.name}.json"
     previous = json.loads(results_file.read_text()) if results_file.is_file() else {}
     rows = {r["row"]: r for r in previous.get("rows", [])}
     unconditional = {r["row"]: r["report"] for r in
@@ -113,14 +118,14 @@ def main() -> None:
     for name in args.only:
         row = ROWS[name]
         print(f"training {name} ({row['recipe']}, condition.use=true) ...", flush=True)
-        timings = timed_dgm_run(row["recipe"], args.runs / name,
-                                ["condition.use=true", *row.get("overrides", [])],
-                                args.reuse, cwd=ROOT)
+        overrides = ["condition.use=true", *row.get("overrides", []), *args.set]
+        timings = timed_dgm_run(row["recipe"], args.runs / name, overrides, args.reuse,
+                                cwd=ROOT)
         report = json.loads((args.runs / name / "evaluation.json").read_text())
         family, _, _ = load_family(RunDir.open(args.runs / name))
         scored = score(family, classifier, test)
         result = {"row": name, "recipe": row["recipe"],
-                  "overrides": ["condition.use=true", *row.get("overrides", [])],
+                  "overrides": overrides,
                   "report": report, "steps": timings["steps"],
                   "train_seconds": timings["train_seconds"],
                   "run_seconds": timings["run_seconds"],
@@ -150,15 +155,15 @@ def main() -> None:
            "rows": [rows[n] for n in ROWS if n in rows]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(out, indent=2) + "\n")
-    write_markdown(out)
-    print((RESULTS / "conditional_digits.md").read_text())
+    write_markdown(out, RESULTS / f"{args.name}.md")
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 def _nll(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def write_markdown(out: dict[str, Any]) -> None:
+def write_markdown(out: dict[str, Any], path: Path) -> None:
     m = out["machine"]
     lines = [
         "# conditional_digits: every family given the digit class (8x8 digits)", "",
@@ -197,7 +202,7 @@ def write_markdown(out: dict[str, Any]) -> None:
                       "| guidance | class accuracy | within-class MMD^2 |", "|---:|---:|---:|"]
             lines += [f"| {g['guidance']:g} | {g['class_accuracy']:.1%} | "
                       f"{g['within_class_mmd']:.4f} |" for g in r["guidance"]]
-    (RESULTS / "conditional_digits.md").write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

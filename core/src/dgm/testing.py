@@ -321,39 +321,26 @@ class ModalityConformance:
 
     def test_default_networks_have_the_shapes_families_expect(
             self, data: dict[str, Any], examples: torch.Tensor) -> None:
-        ctx = self._context(data)
-        shape = tuple(examples.shape[1:])
-        roles = ctx.modality.networks
-        b = examples.shape[0]
-        with torch.no_grad():
-            if "encoder" in roles:
-                out = ctx.network("encoder", data_shape=shape, latent_dim=4)(examples)
-                assert out.shape == (b, 8), (
-                    f"{self.modality}: encoder {roles['encoder']!r} with latent_dim=4 should "
-                    f"give (B, 2 * latent_dim) = {(b, 8)}, gave {tuple(out.shape)}")
-            if "decoder" in roles:
-                likelihood = ctx.likelihood()
-                k = likelihood.param_channels
-                out = ctx.network("decoder", data_shape=shape, latent_dim=4,
-                                  param_channels=k)(torch.randn(b, 4))
-                want = (b, k * shape[0], *shape[1:])
-                assert tuple(out.shape) == want, (
-                    f"{self.modality}: decoder {roles['decoder']!r} should give (B, "
-                    f"param_channels * C, ...) = {want}, gave {tuple(out.shape)}")
-            if "coupling" in roles:
-                c = shape[0]
-                net = ctx.network("coupling", in_channels=c, out_channels=2 * c)
-                out = net(examples)
-                want = (b, 2 * c, *shape[1:])
-                assert tuple(out.shape) == want, (
-                    f"{self.modality}: coupling {roles['coupling']!r} (in_channels={c}, "
-                    f"out_channels={2 * c}) should give {want}, gave {tuple(out.shape)}")
-            if "denoiser" in roles:
-                net = ctx.network("denoiser", data_shape=shape)
-                out = net(examples, torch.randint(0, 10, (b,)), None)
-                assert out.shape == examples.shape, (
-                    f"{self.modality}: denoiser {roles['denoiser']!r} should give x_t's shape "
-                    f"{tuple(examples.shape)}, gave {tuple(out.shape)}")
+        """Every role of every family the modality claims (``Family.roles``), built as
+        the family builds it, returns what the role declares and passes the role's
+        checks: an autoregressive network is causal in raster order (gradient test), a
+        coupling network starts at zero (an identity coupling). Where the data carries
+        a condition, the networks that take it as an argument are checked with one too."""
+        from dgm.assembly import family_roles
+
+        registry = get_host().registry
+        done: set[str] = set()
+        for family in self.families:
+            tables = copy.deepcopy(self.recipe_overrides.get(family, {}))
+            ctx = self._context(data, family, {"networks": tables.get("networks", {})})
+            for role in family_roles(registry.get("families", family)):
+                if role.name in done:
+                    continue
+                done.add(role.name)
+                with torch.no_grad() if role.name != "autoregressive" else ExitStack():
+                    check_role(self.modality, ctx, role, examples)
+                    if ctx.info.condition.kind != "none" and role.conditioning == "argument":
+                        check_role(self.modality, ctx, role, examples, condition_dim=4)
 
     def test_likelihood_is_normalised(self, data: dict[str, Any]) -> None:
         ctx = self._context(data)
@@ -432,5 +419,81 @@ class ModalityConformance:
             "each time they are loaded (is a buffer missing from the state dict?)")
 
 
-__all__ = ["ModalityConformance", "dgm_host", "dgm_plugin", "registered_plugin",
-           "tiny_recipe", "write_recipe"]
+def check_role(modality: str, ctx: Any, role: Any, examples: torch.Tensor,
+                condition_dim: int = 0) -> None:
+    """Build the modality's network for ``role`` with small structural arguments and
+    check what it returns (and, for some roles, how)."""
+    from dgm.contract import CONDITION_DIM
+
+    shape = tuple(examples.shape[1:])
+    b, c = examples.shape[0], shape[0]
+    k = ctx.likelihood().param_channels
+    values = {"data_shape": shape, "latent_dim": 4, "param_channels": k,
+              "in_channels": c, "out_channels": 2 * c}
+    structural = {a: values[a] for a in role.arguments}
+    extra = {CONDITION_DIM: condition_dim} if condition_dim else {}
+    condition = (torch.randn(b, condition_dim),) if condition_dim else ()
+    net = ctx.network(role, **structural, **extra)
+    name = f"{modality}: {role.name} network {type(net).__name__}" + (
+        f" (condition_dim={condition_dim})" if condition_dim else "")
+    if role.name == "encoder":
+        out = net(examples)
+        want = (b, 8)
+    elif role.name == "decoder":
+        out = net(torch.randn(b, 4))
+        want = (b, k * c, *shape[1:])
+    elif role.name == "coupling":
+        out = net(examples)
+        want = (b, 2 * c, *shape[1:])
+        assert float(out.detach().abs().max()) == 0.0, (
+            f"{name} should start at zero output, so that each coupling starts as the "
+            f"identity; its output at initialisation reaches {float(out.detach().abs().max()):.3g} "
+            "(initialise its last layer to zero)")
+    elif role.name == "denoiser":
+        out = net(examples, torch.randint(0, 10, (b,)), *condition or (None,))
+        want = tuple(examples.shape)
+    elif role.name == "generator":
+        z = torch.randn(b, 4)
+        latent_shape = getattr(net, "latent_shape", None)
+        if latent_shape is not None:
+            z = torch.randn(b, *latent_shape(shape))
+        out = net(z)
+        want = (b, *shape)
+    elif role.name == "critic":
+        out = net(examples).reshape(-1)
+        want = (b,)
+    elif role.name == "autoregressive":
+        check_causal(name, net, examples, k, condition)
+        return
+    else:
+        return
+    assert tuple(out.shape) == want, (
+        f"{name} should give {role.returns} = {want}, gave {tuple(out.shape)}")
+
+
+def check_causal(name: str, net: Any, examples: torch.Tensor, k: int,
+                  condition: tuple[torch.Tensor, ...]) -> None:
+    """The params of an element may depend only on the elements before it in raster
+    order (positions in order, then channels within a position): the gradient of a few
+    elements' params with respect to the input is zero at and after the element."""
+    x = examples[:1].clone().float().requires_grad_(True)
+    c = x.shape[1]
+    spatial = x.shape[2:]
+    out = net(x, *(t[:1] for t in condition))
+    want = (1, k * c, *spatial)
+    assert tuple(out.shape) == want, f"{name} should give {want}, gave {tuple(out.shape)}"
+    order = torch.arange(x[0].numel()).reshape(*spatial, c).movedim(-1, 0)  # raster rank
+    positions = [0, order.numel() // 2, order.numel() - 1]
+    for rank in positions:
+        channel, *where = [int(i) for i in (order == rank).nonzero()[0]]
+        element = (0, slice(channel, None, c), *where)  # its k params, laid out "(p c)"
+        (grad,) = torch.autograd.grad(out[element].sum(), x, retain_graph=True)
+        leaking = (grad[0].abs() > 0) & (order >= rank)
+        assert not bool(leaking.any()), (
+            f"{name} is not causal: the params of element (channel {channel}, position "
+            f"{tuple(where)}) depend on {int(leaking.sum())} element(s) at or after it "
+            "in raster order; an exact likelihood from it would be wrong")
+
+
+__all__ = ["ModalityConformance", "check_causal", "check_role", "dgm_host", "dgm_plugin",
+           "registered_plugin", "tiny_recipe", "write_recipe"]
