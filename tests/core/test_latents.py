@@ -52,5 +52,6 @@ def test_latents_of_a_missing_run_or_a_family_without_an_encoder_are_clear_error
                  "family.timesteps=10", "networks.denoiser.channels=[8, 16]",
                  "networks.denoiser.norm_groups=4", "evaluate.likelihood.timesteps=2",
                  *QUICK]) == 0
-    with pytest.raises(DataError, match="Diffusion has no encode or decode method"):
+    with pytest.raises(DataError, match="Diffusion has no amortised posterior \\(capability "
+                       "'encodes'\\)"):
         latents("train", "diff")

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from dgm.capabilities import declared
 from dgm.conditions import DEFAULT_CONDITION_NETWORKS, ConditionEncoder
 from dgm.contract import (
     CONDITION_DIM,
@@ -142,7 +143,9 @@ class BuildContext:
                         f"called with {', '.join(sorted(structural))} and returns "
                         f"{role.returns}")
         kwargs = bind(entry.obj, table, where, provided=tuple(structural))
-        return _call(entry, where, **structural, **kwargs)
+        network = _call(entry, where, **structural, **kwargs)
+        declared(network)  # a misspelt capability fails here, not silently later
+        return network
 
     def condition_encoder(self, use: bool | None = None) -> ConditionEncoder | None:
         """The encoder of the data's condition when the recipe's ``condition.use`` (or
@@ -205,6 +208,7 @@ def build_family(recipe: Recipe, registry: Registry, info: DataInfo,
     ctx = BuildContext(recipe, registry, info, modality)
     kwargs = bind(entry.obj, settings, where, provided=("ctx",))
     family = _call(entry, where, ctx=ctx, **kwargs)
+    declared(family)
     unused = set(recipe.table("networks")) - ctx.roles_built if warn_unused else set()
     for role in sorted(unused):
         built = ", ".join(sorted(ctx.roles_built)) or "none"

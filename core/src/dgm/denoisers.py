@@ -27,6 +27,8 @@ class UNet2DDenoiser(nn.Module):
     convolution wrap around the borders, so outputs tile seamlessly.
     """
 
+    capabilities = frozenset({"fully-convolutional"})
+
     def __init__(self, data_shape: tuple[int, ...], channels: list[int] | None = None,
                  layers_per_block: int = 2, attention: list[bool] | None = None,
                  norm_groups: int = 32, dropout: float = 0.0, condition_dim: int = 0,

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dgm.capabilities import ENCODES, has
 from dgm.contract import DataInfo, Family, Modality, Representation, TensorData, as_batch
 from dgm.errors import DataError
 
@@ -30,10 +31,10 @@ def _load_autoencoder(run_path: str) -> tuple[Family, Modality, Any]:
     except RunDirError as exc:
         raise DataError(f"data.run = {run_path!r}: no trained autoencoder there ({exc}). "
                         "Train one first, e.g. `dgm run recipes/image/digits-vae.toml`") from None
-    missing = [m for m in ("encode", "decode") if not hasattr(family, m)]
-    if missing:
+    if not has(family, ENCODES):
         raise DataError(f"data.run = {run_path!r}: its family {type(family).__name__} has no "
-                        f"{' or '.join(missing)} method, so it has no latents to model")
+                        "amortised posterior (capability 'encodes'), so it has no latents "
+                        "to model")
     return family, modality, recipe
 
 

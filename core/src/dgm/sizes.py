@@ -1,9 +1,9 @@
 """Sampling at a size other than the training size (textures at 1024x768 from 64x64
 crops): parsing ``WIDTHxHEIGHT`` and checking that a network can make that size.
 
-A fully convolutional network says so with an attribute ``size_multiple``: it works at
-any height and width divisible by that number. A network without it works only at the
-data's own size.
+A fully convolutional network declares the ``fully-convolutional`` capability (see
+:mod:`dgm.capabilities`) and its ``size_multiple``: it works at any height and width
+divisible by that number. A network without it works only at the data's own size.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 
 from torch import nn
+
+from dgm.capabilities import FULLY_CONVOLUTIONAL, has
 
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
@@ -46,11 +48,12 @@ def sample_shape(data_shape: Sequence[int], size: Sequence[int] | None, network:
                          f"data shaped {data_shape}")
     height, width = (int(s) for s in size)
     name = type(network).__name__
-    multiple = getattr(network, "size_multiple", None)
-    if multiple is None:
+    if not has(network, FULLY_CONVOLUTIONAL):
         raise ValueError(f"the {role} network ({name}) makes only the training size "
                          f"{format_size(data_shape[-2:])}, not {width}x{height}; a fully "
-                         "convolutional network (one with size_multiple) makes any size")
+                         "convolutional network (capability 'fully-convolutional') makes "
+                         "any size")
+    multiple = network.size_multiple
     if height < 1 or width < 1 or height % multiple or width % multiple:
         def near(v: int) -> int:
             return max(multiple, int(v / multiple + 0.5) * multiple)  # halves round up

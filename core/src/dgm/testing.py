@@ -423,6 +423,7 @@ def check_role(modality: str, ctx: Any, role: Any, examples: torch.Tensor,
                 condition_dim: int = 0) -> None:
     """Build the modality's network for ``role`` with small structural arguments and
     check what it returns (and, for some roles, how)."""
+    from dgm.capabilities import SPATIAL_LATENTS, has
     from dgm.contract import CONDITION_DIM
 
     shape = tuple(examples.shape[1:])
@@ -454,9 +455,8 @@ def check_role(modality: str, ctx: Any, role: Any, examples: torch.Tensor,
         want = tuple(examples.shape)
     elif role.name == "generator":
         z = torch.randn(b, 4)
-        latent_shape = getattr(net, "latent_shape", None)
-        if latent_shape is not None:
-            z = torch.randn(b, *latent_shape(shape))
+        if has(net, SPATIAL_LATENTS):
+            z = torch.randn(b, *net.latent_shape(shape))
         out = net(z)
         want = (b, *shape)
     elif role.name == "critic":

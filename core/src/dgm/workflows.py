@@ -14,6 +14,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_model
 
 from dgm.assembly import build_data, build_family, build_modality
+from dgm.capabilities import SIZED_SAMPLING, has
 from dgm.contract import Family, Modality
 from dgm.errors import RecipeError, RunDirError
 from dgm.evaluation import (
@@ -231,9 +232,12 @@ def _sample_size(size: str, family: Family, run: RunDir) -> tuple[int, int]:
         parsed = parse_size(size)
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
-    if "size" not in parameters(family.sample):
+    if not has(family, SIZED_SAMPLING):
+        takes = (" (its sample takes size: declare capabilities = "
+                 "frozenset({'sized-sampling'}) on the family)"
+                 if "size" in parameters(family.sample) else "")
         raise RecipeError(f"size {size!r}: the {type(family).__name__} of run "
-                          f"{str(run.path)!r} samples only at its training size")
+                          f"{str(run.path)!r} samples only at its training size{takes}")
     return parsed
 
 

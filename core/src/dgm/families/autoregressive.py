@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dgm.capabilities import CACHED_GENERATION, has
 from dgm.conditions import ConditionEncoder
 from dgm.contract import AUTOREGRESSIVE, CONDITION_DIM, Batch, Family, Likelihood, LogLikelihood
 
@@ -70,10 +71,11 @@ class Autoregressive(Family):
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None) -> Tensor:
         """Ancestral sampling from zeros: each element is drawn from the params the
-        network gives it once every element before it is filled in. A network with a
-        ``generate(n, length, likelihood, generator)`` method (a WaveNet with cached
-        layer states, for 1-D data) samples through it instead, in one pass (given the
-        encoded condition as its ``condition`` keyword when conditional)."""
+        network gives it once every element before it is filled in. A network with the
+        ``cached-generation`` capability (a WaveNet with cached layer states, for 1-D
+        data) samples through its ``generate(n, length, likelihood, generator)``
+        instead, in one pass (given the encoded condition as its ``condition`` keyword
+        when conditional)."""
         parameter = next(self.network.parameters())
         e = None
         if self.condition_encoder is not None:
@@ -83,7 +85,7 @@ class Autoregressive(Family):
         elif condition is not None:
             raise ValueError("this autoregressive model is unconditional; it takes no "
                              "condition")
-        if hasattr(self.network, "generate") and len(self.data_shape) == 2:
+        if has(self.network, CACHED_GENERATION) and len(self.data_shape) == 2:
             extra = {} if e is None else {"condition": e}
             return self.network.generate(n, self.data_shape[1], self.likelihood, generator,
                                          **extra)

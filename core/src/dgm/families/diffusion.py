@@ -59,6 +59,7 @@ class Diffusion(Family):
 
     likelihood_kind = "bound"
     roles = (DENOISER,)
+    capabilities = frozenset({"sized-sampling"})
 
     def __init__(self, denoiser: nn.Module, info: DataInfo, timesteps: int = 1000,
                  beta_schedule: str = "linear", prediction: Prediction = "epsilon",

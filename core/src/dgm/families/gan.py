@@ -20,6 +20,7 @@ from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
 from dgm import seeded_random
+from dgm.capabilities import SPATIAL_LATENTS, has
 from dgm.conditions import ConditionEncoder, attach, widened
 from dgm.contract import CRITIC, GENERATOR, Batch, Family, Prior
 from dgm.errors import RecipeError
@@ -82,6 +83,7 @@ class GAN(Family):
 
     likelihood_kind = "none"
     roles = (GENERATOR, CRITIC)
+    capabilities = frozenset({"sized-sampling"})
 
     def __init__(self, generator: nn.Module, critic: nn.Module, prior: Prior,
                  loss: GANLoss = "non-saturating", r1_gamma: float = 0.0,
@@ -182,7 +184,7 @@ class GAN(Family):
                condition: Tensor | None = None, size: tuple[int, int] | None = None
                ) -> Tensor:
         """``n`` samples of G(z). ``size`` = (height, width) draws a noise map for that
-        output size, where the generator is spatial (it has ``latent_shape``)."""
+        output size, where the generator is spatial (capability ``spatial-latents``)."""
         z = self.prior.sample(n, generator)
         if size is not None:
             z = self._latents_for(n, size, generator, z.device)
@@ -199,11 +201,11 @@ class GAN(Family):
 
     def _latents_for(self, n: int, size: tuple[int, int], generator: torch.Generator | None,
                      device: torch.device) -> Tensor:
-        latent_shape = getattr(self.generator, "latent_shape", None)
-        if latent_shape is None:
+        if not has(self.generator, SPATIAL_LATENTS):
             raise ValueError(f"the generator ({type(self.generator).__name__}) maps one "
                              "latent vector to the training size only; a spatial generator "
-                             "(one with latent_shape) makes any size")
+                             "(capability 'spatial-latents') makes any size")
+        latent_shape = self.generator.latent_shape
         if self.data_shape is None:
             raise ValueError("this GAN was built without data_shape, so it samples only at "
                              "the training size")
@@ -228,7 +230,7 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     (``train.lr``); ``betas`` are Adam's for both networks (default [0.5, 0.999]);
     ``snap_to_levels`` rounds samples of discrete data to the data's grid of levels.
 
-    A *spatial* generator (one with a method ``latent_shape(data_shape)``, e.g. a
+    A *spatial* generator (capability ``spatial-latents``: ``latent_shape(data_shape)``, e.g. a
     texture generator on a noise map with ``latent_dim`` channels) gets a prior over
     latents of that shape, and samples at any size it supports (``dgm sample --size``).
 
@@ -245,7 +247,7 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     critic = ctx.network(CRITIC, data_shape=widened(tuple(ctx.info.shape), extra))
     if spectral_norm:
         apply_spectral_norm(critic)
-    latent_shape = getattr(generator, "latent_shape", None)
+    latent_shape = generator.latent_shape if has(generator, SPATIAL_LATENTS) else None
     if latent_shape is not None and condition is not None:
         raise RecipeError(f"{ctx.recipe.where('[networks.generator]')}: the spatial "
                           f"generator {type(generator).__name__} maps a noise map, and "

@@ -25,6 +25,7 @@ class VAE(Family):
 
     likelihood_kind = "bound"
     roles = (ENCODER, DECODER)
+    capabilities = frozenset({"encodes"})
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
                  prior: Prior, beta: float = 1.0, sample_mean: bool = False,

@@ -144,6 +144,8 @@ class WaveNet(nn.Module):
     condition biases every gate (WaveNet's global conditioning).
     """
 
+    capabilities = frozenset({"cached-generation"})
+
     def __init__(self, data_shape: tuple[int, ...], param_channels: int = 256,
                  residual: int = 32, skip: int = 64, layers: int = 10, cycle: int = 10,
                  kernel_size: int = 2, condition_dim: int = 0) -> None:

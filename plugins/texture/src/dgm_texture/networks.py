@@ -64,6 +64,8 @@ class SpatialGenerator(nn.Module):
     mean rescaled to unit variance (periodic whenever z is).
     """
 
+    capabilities = frozenset({"fully-convolutional", "spatial-latents"})
+
     def __init__(self, data_shape: tuple[int, ...], latent_dim: int = 16,
                  channels: list[int] | None = None, norm: Norm = "group",
                  padding_mode: PaddingMode = "circular", noise_injection: bool = False
