@@ -170,9 +170,14 @@ class BuildContext:
         name = name or self.modality.likelihood
         where = self.recipe.where("[likelihood]")
         entry = self.registry.get("likelihoods", name, where=where)
-        if "levels" in parameters(entry.obj) and "levels" not in settings and self.info.levels:
-            settings["levels"] = self.info.levels
-        return _call(entry, where, **bind(entry.obj, settings, where))
+        structural: dict[str, Any] = {}
+        if self.info.grid is not None and getattr(entry.obj, "discrete", False):
+            if "grid" in parameters(entry.obj):
+                structural["grid"] = self.info.grid  # the data's grid, value range included
+            elif "levels" in parameters(entry.obj) and "levels" not in settings:
+                settings["levels"] = self.info.levels  # a hook API 1 discrete likelihood
+        kwargs = bind(entry.obj, settings, where, provided=tuple(structural))
+        return _call(entry, where, **structural, **kwargs)
 
     def prior(self, shape: tuple[int, ...]) -> Prior:
         name, settings = self.recipe.named("prior")

@@ -121,7 +121,7 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
 
 
 STRUCTURAL = {"datasets": ("split",), "families": ("ctx",), "priors": ("shape",),
-              "modalities": ("info",)}
+              "modalities": ("info",), "likelihoods": ("grid",)}
 """Arguments dgm passes itself, by kind: not settings a recipe gives. A network's are
 its roles' structural arguments (:func:`structural`)."""
 

@@ -81,6 +81,54 @@ class Prior(ABC, nn.Module):
 # -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The values of discrete data: ``levels`` evenly spaced values from ``low`` to
+    ``high``, both included, each the centre of a bin of width :attr:`bin_width`.
+
+    One object for every family, likelihood and check that needs the grid. Binary data
+    is ``Grid(2, 0.0, 1.0)``: the values 0 and 1 (``DataInfo(levels=2, value_range=(0.0,
+    1.0))``), which every discrete likelihood, family and the kit agree on."""
+
+    levels: int
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.levels < 2:
+            raise ValueError(f"a grid needs at least 2 levels, got {self.levels}")
+        if not self.low < self.high:
+            raise ValueError(f"a grid's low must be below its high, got {self.low} and "
+                             f"{self.high}")
+
+    @property
+    def bin_width(self) -> float:
+        """The spacing of the values, h = (high - low) / (levels - 1)."""
+        return (self.high - self.low) / (self.levels - 1)
+
+    def values(self, device: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+        """The ``levels`` values, lowest first."""
+        return torch.linspace(self.low, self.high, self.levels, device=device, dtype=dtype)
+
+    def index(self, x: Tensor) -> Tensor:
+        """The index of the nearest value for each element of ``x`` (int64)."""
+        steps = (x.clamp(self.low, self.high) - self.low) * ((self.levels - 1)
+                                                              / (self.high - self.low))
+        return torch.round(steps).long()
+
+    def quantize(self, x: Tensor) -> Tensor:
+        """Each element of ``x`` moved to the nearest value, spelt as :meth:`values`."""
+        return self.values(x.device, x.dtype)[self.index(x)]
+
+    def contains(self, x: Tensor, atol: float = 1e-4) -> bool:
+        """True when every element of ``x`` is within ``atol`` of a value."""
+        return bool((self.quantize(x) - x).abs().max() <= atol) if x.numel() else True
+
+    def describe(self) -> str:
+        return f"the {self.levels}-level grid on [{self.low:g}, {self.high:g}]"
+
+
 ConditionKind = Literal["none", "class", "tokens", "tensor"]
 CONDITION_KINDS: tuple[str, ...] = ("none", "class", "tokens", "tensor")
 
@@ -164,7 +212,8 @@ class DataInfo:
     shape: tuple[int, ...]
     """Per-example tensor shape, channels first."""
     levels: int | None = None
-    """Number of evenly spaced values in [-1, 1] for discrete data; None if continuous."""
+    """Number of evenly spaced values on ``value_range`` for discrete data (see
+    :attr:`grid`); None if continuous."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     classes: Sequence[str] = ()
     """Hook API 1's class names; kept equal to ``condition.classes``. New code declares
@@ -181,6 +230,14 @@ class DataInfo:
         if self.classes and self.condition.kind == "none":
             object.__setattr__(self, "condition", class_condition(self.classes))
         object.__setattr__(self, "classes", tuple(self.condition.classes))
+
+    @property
+    def grid(self) -> Grid | None:
+        """The grid of discrete data (``levels`` values on ``value_range``); None if
+        continuous."""
+        if not self.levels:
+            return None
+        return Grid(self.levels, float(self.value_range[0]), float(self.value_range[1]))
 
     @property
     def dims(self) -> int:

@@ -11,7 +11,7 @@ from einops import rearrange
 from torch import Tensor
 
 from dgm import seeded_random
-from dgm.contract import Likelihood
+from dgm.contract import Grid, Likelihood
 
 
 def _sum_per_example(t: Tensor) -> Tensor:
@@ -66,27 +66,44 @@ class Bernoulli(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
 
+    def __init__(self, grid: Grid | None = None) -> None:
+        if grid is not None and (grid.levels, grid.low, grid.high) != (2, 0.0, 1.0):
+            raise ValueError(f"the Bernoulli likelihood models binary data, the grid "
+                             f"{{0, 1}} (DataInfo(levels=2, value_range=(0.0, 1.0))); the "
+                             f"data here is on {grid.describe()}")
+
     def check_data(self, x: Tensor) -> None:
         if not torch.all((x == 0) | (x == 1)):
             raise ValueError("the Bernoulli likelihood needs binary data in {0, 1}")
 
 
+def data_grid(grid: Grid | None, levels: int | None) -> Grid:
+    """The grid a discrete likelihood works on: the data's (``grid``), with ``levels``
+    (a recipe setting) replacing its number of levels; without either, 256 levels on
+    [-1, 1]."""
+    if levels is not None and levels < 2:
+        raise ValueError(f"levels must be at least 2, got {levels}")
+    if grid is None:
+        return Grid(levels or 256)
+    return grid if levels is None else Grid(levels, grid.low, grid.high)
+
+
 class DiscretizedLogistic(Likelihood):
-    """Logistic density integrated over the bins of ``levels`` evenly spaced values in
-    [-1, 1], with the outermost bins taking the tails (Salimans et al. 2017, PixelCNN++).
-    Params are (mean, log_scale); ``log_prob`` is a probability mass that sums to one
-    over the grid.
+    """Logistic density integrated over the bins of the data's grid (``levels`` evenly
+    spaced values on its value range), with the outermost bins taking the tails
+    (Salimans et al. 2017, PixelCNN++). Params are (mean, log_scale); ``log_prob`` is a
+    probability mass that sums to one over the grid.
     """
 
     param_channels = 2
     discrete = True
 
-    def __init__(self, levels: int = 256, min_log_scale: float = -7.0) -> None:
-        if levels < 2:
-            raise ValueError(f"levels must be at least 2, got {levels}")
-        self.levels = levels
+    def __init__(self, levels: int | None = None, min_log_scale: float = -7.0,
+                 grid: Grid | None = None) -> None:
+        self.grid = data_grid(grid, levels)
+        self.levels = self.grid.levels
         self.min_log_scale = min_log_scale
-        self.half_bin = 1.0 / (levels - 1)
+        self.half_bin = self.grid.bin_width / 2
 
     def _mean_log_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_scale = _split(params, 2)
@@ -106,20 +123,16 @@ class DiscretizedLogistic(Likelihood):
         log_delta = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)),
                                 log_density_mid + math.log(2 * self.half_bin))
         edge = self.half_bin / 2
-        return torch.where(x < -1 + edge, log_cdf_upper,
-                           torch.where(x > 1 - edge, log_sf_lower, log_delta))
+        return torch.where(x < self.grid.low + edge, log_cdf_upper,
+                           torch.where(x > self.grid.high - edge, log_sf_lower, log_delta))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         mean, log_scale = self._mean_log_scale(params)
         return _sum_per_example(self._log_mass(mean, log_scale, x))
 
-    def grid(self, device: torch.device | None = None) -> Tensor:
-        return torch.linspace(-1.0, 1.0, self.levels, device=device)
-
     def to_grid(self, x: Tensor) -> Tensor:
         """Round values to the nearest level of the grid."""
-        k = self.levels - 1
-        return torch.round((x.clamp(-1, 1) + 1) * k / 2) * 2 / k - 1
+        return self.grid.quantize(x)
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         mean, log_scale = self._mean_log_scale(params)
@@ -129,32 +142,35 @@ class DiscretizedLogistic(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         mean, log_scale = self._mean_log_scale(params)
-        grid = self.grid(mean.device)
-        log_mass = self._log_mass(mean.unsqueeze(-1), log_scale.unsqueeze(-1), grid)
-        return (log_mass.exp() * grid).sum(-1)
+        values = self.grid.values(mean.device)
+        log_mass = self._log_mass(mean.unsqueeze(-1), log_scale.unsqueeze(-1), values)
+        return (log_mass.exp() * values).sum(-1)
 
     def check_data(self, x: Tensor) -> None:
-        if x.min() < -1 or x.max() > 1:
-            raise ValueError("the discretized logistic likelihood needs data in [-1, 1]")
-        if not torch.allclose(self.to_grid(x), x, atol=1e-4):
-            raise ValueError(
-                f"data does not lie on the {self.levels}-level grid in [-1, 1]; "
-                "set likelihood.levels to the data's number of levels"
-            )
+        _check_on_grid("discretized logistic", self.grid, x)
+
+
+def _check_on_grid(name: str, grid: Grid, x: Tensor) -> None:
+    if x.min() < grid.low or x.max() > grid.high:
+        raise ValueError(f"the {name} likelihood needs data on [{grid.low:g}, "
+                         f"{grid.high:g}]; it ranges over [{float(x.min()):g}, "
+                         f"{float(x.max()):g}]")
+    if not grid.contains(x):
+        raise ValueError(f"data does not lie on {grid.describe()}; set likelihood.levels "
+                         "to the data's number of levels")
 
 
 class Categorical(Likelihood):
-    """A categorical over ``levels`` evenly spaced values in [-1, 1] per element, with no
-    smoothness assumption (k-level pixels, mu-law audio). Params are logits, ``levels``
-    per data channel, stacked as ``(levels C)`` on dimension 1."""
+    """A categorical over the values of the data's grid per element, with no smoothness
+    assumption (k-level pixels, mu-law audio). Params are logits, ``levels`` per data
+    channel, stacked as ``(levels C)`` on dimension 1."""
 
     discrete = True
 
-    def __init__(self, levels: int = 256) -> None:
-        if levels < 2:
-            raise ValueError(f"levels must be at least 2, got {levels}")
-        self.levels = levels
-        self.param_channels = levels
+    def __init__(self, levels: int | None = None, grid: Grid | None = None) -> None:
+        self.grid = data_grid(grid, levels)
+        self.levels = self.grid.levels
+        self.param_channels = self.levels
 
     def logits(self, params: Tensor) -> Tensor:
         """The logits with the levels last: ``(B, C, ..., levels)``."""
@@ -162,15 +178,11 @@ class Categorical(Likelihood):
 
     def to_index(self, x: Tensor) -> Tensor:
         """The index of the nearest level for each value of ``x``."""
-        return torch.round((x.clamp(-1, 1) + 1) * (self.levels - 1) / 2).long()
-
-    def grid(self, device: torch.device | None = None,
-             dtype: torch.dtype = torch.float32) -> Tensor:
-        return torch.linspace(-1.0, 1.0, self.levels, device=device, dtype=dtype)
+        return self.grid.index(x)
 
     def to_value(self, index: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        """The level at each index, exactly as :meth:`grid` spells it."""
-        return self.grid(index.device, dtype)[index]
+        """The level at each index, exactly as the grid spells it."""
+        return self.grid.values(index.device, dtype)[index]
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         log_p = F.log_softmax(self.logits(params), dim=-1)
@@ -186,32 +198,27 @@ class Categorical(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         probs = torch.softmax(self.logits(params), dim=-1)
-        return probs @ self.grid(params.device, probs.dtype)
+        return probs @ self.grid.values(params.device, probs.dtype)
 
     def check_data(self, x: Tensor) -> None:
-        if x.min() < -1 or x.max() > 1:
-            raise ValueError("the categorical likelihood needs data in [-1, 1]")
-        if not torch.allclose(self.to_value(self.to_index(x), x.dtype), x, atol=1e-4):
-            raise ValueError(
-                f"data does not lie on the {self.levels}-level grid in [-1, 1]; "
-                "set likelihood.levels to the data's number of levels"
-            )
+        _check_on_grid("categorical", self.grid, x)
 
 
 class DiscretizedLogisticMixture(Likelihood):
     """A mixture of ``components`` discretized logistics per element (Salimans et al.
-    2017, PixelCNN++, with independent channels) on ``levels`` evenly spaced values in
-    [-1, 1]; the outermost bins take the tails. Params are (mixture logits, means,
+    2017, PixelCNN++, with independent channels) on the data's grid; the outermost bins
+    take the tails. Params are (mixture logits, means,
     log-scales), ``components`` each, stacked as ``(3K C)`` on dimension 1."""
 
     discrete = True
 
-    def __init__(self, levels: int = 256, components: int = 5,
-                 min_log_scale: float = -7.0) -> None:
+    def __init__(self, levels: int | None = None, components: int = 5,
+                 min_log_scale: float = -7.0, grid: Grid | None = None) -> None:
         if components < 1:
             raise ValueError(f"components must be at least 1, got {components}")
-        self.component = DiscretizedLogistic(levels, min_log_scale)
-        self.levels = levels
+        self.component = DiscretizedLogistic(levels, min_log_scale, grid)
+        self.grid = self.component.grid
+        self.levels = self.grid.levels
         self.components = components
         self.param_channels = 3 * components
 
@@ -243,9 +250,9 @@ class DiscretizedLogisticMixture(Likelihood):
         return self.component.to_grid(mean + torch.exp(log_scale) * noise)
 
     def mean(self, params: Tensor) -> Tensor:
-        grid = self.component.grid(params.device).to(params.dtype)
-        mass = self._log_mass(params.unsqueeze(-1), grid.view(-1, 1)).exp()
-        return (mass * grid).sum(-1)
+        values = self.grid.values(params.device, params.dtype)
+        mass = self._log_mass(params.unsqueeze(-1), values.view(-1, 1)).exp()
+        return (mass * values).sum(-1)
 
     def check_data(self, x: Tensor) -> None:
         self.component.check_data(x)

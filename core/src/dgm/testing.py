@@ -273,11 +273,10 @@ class ModalityConformance:
                 lo, hi = info.value_range
                 assert lo - 1e-5 <= float(x.min()) and float(x.max()) <= hi + 1e-5, (
                     f"{where}: item {i} lies outside DataInfo.value_range {info.value_range}")
-                if info.levels:
-                    grid = torch.linspace(-1, 1, info.levels)
-                    off = (x.float().reshape(-1, 1) - grid).abs().min(1).values.max()
-                    assert off < 1e-4, (f"{where}: item {i} has values off the grid of "
-                                        f"{info.levels} levels in [-1, 1]")
+                if info.grid is not None:
+                    assert info.grid.contains(x.float()), (
+                        f"{where}: item {i} has values off {info.grid.describe()} "
+                        "(DataInfo.levels on DataInfo.value_range)")
 
     def test_codec_round_trip(self, examples: torch.Tensor, built_modality: Any,
                               tmp_path: Path) -> None:
@@ -346,20 +345,20 @@ class ModalityConformance:
         ctx = self._context(data)
         likelihood = ctx.likelihood()
         name = ctx.modality.likelihood
-        levels = data[self.splits[0]].info.levels
+        grid = data[self.splits[0]].info.grid
         g = torch.Generator().manual_seed(0)
         params = 0.5 * torch.randn(1, likelihood.param_channels, 1, generator=g)
         if likelihood.discrete:
-            if not levels:
+            if grid is None:
                 pytest.skip(f"{name} is discrete but the data gives no levels")
-            grid = torch.linspace(-1, 1, levels)
-            total = likelihood.log_prob(params.expand(levels, -1, -1),
-                                        grid.view(-1, 1, 1)).exp().sum()
+            values = grid.values()
+            total = likelihood.log_prob(params.expand(grid.levels, -1, -1),
+                                        values.view(-1, 1, 1)).exp().sum()
         else:
-            grid = torch.linspace(-30, 30, 60001)
-            density = likelihood.log_prob(params.expand(len(grid), -1, -1),
-                                          grid.view(-1, 1, 1)).exp()
-            total = torch.trapezoid(density, grid)
+            points = torch.linspace(-30, 30, 60001)
+            density = likelihood.log_prob(params.expand(len(points), -1, -1),
+                                          points.view(-1, 1, 1)).exp()
+            total = torch.trapezoid(density, points)
         assert abs(float(total) - 1) < 1e-2, (
             f"{self.modality}: likelihood {name} sums to {float(total):.4f} over one "
             "element's values, not 1")

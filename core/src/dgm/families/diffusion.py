@@ -170,11 +170,7 @@ class Diffusion(Family):
         return self._to_data(x)
 
     def _to_data(self, x: Tensor) -> Tensor:
-        if not self.discrete:
-            return x
-        low, high = self.info.value_range
-        step = (high - low) / (self.info.levels - 1)
-        return (torch.round((x.clamp(low, high) - low) / step) * step + low)
+        return self.info.grid.quantize(x) if self.discrete else x
 
     # ------------------------------------------------------------------ the model's x_0
     def estimate_x0(self, x_t: Tensor, t: Tensor, e: Tensor | None = None,
@@ -197,8 +193,8 @@ class Diffusion(Family):
         the limit of small noise, where a network cannot resolve the residual. Only the
         five grid points nearest x0 carry weight (the next is 2.5 bins away, where the
         noise is under half a bin: a weight below e^-12), so 256 levels cost as few as 2."""
-        low, high = self.info.value_range
-        step = (high - low) / (self.info.levels - 1)
+        grid = self.info.grid
+        low, step = grid.low, grid.bin_width
         noise = ((1 - a) / a).sqrt()
         snap = noise < step * SNAP_BELOW
         if not bool(snap.any()):
@@ -251,8 +247,8 @@ class Diffusion(Family):
         mean = self.estimate_x0(x_1, t, e)
         scale = (1 - a).sqrt()
         if self.discrete:
-            low, high = self.info.value_range
-            half_bin = (high - low) / (self.info.levels - 1) / 2
+            grid = self.info.grid
+            low, high, half_bin = grid.low, grid.high, grid.bin_width / 2
             upper = torch.where(x0 > high - half_bin, torch.inf, (x0 + half_bin - mean) / scale)
             lower = torch.where(x0 < low + half_bin, -torch.inf, (x0 - half_bin - mean) / scale)
             return -_log_normal_mass(lower, upper).flatten(1).sum(1)

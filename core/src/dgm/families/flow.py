@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dgm import seeded_random
 from dgm.conditions import ConditionEncoder, broadcast
-from dgm.contract import COUPLING, Batch, Family, LogLikelihood
+from dgm.contract import COUPLING, Batch, Family, Grid, LogLikelihood
 
 CouplingNetworkFactory = Callable[[int, int], nn.Module]
 """Builds a coupling network from ``(in_channels, out_channels)``."""
@@ -326,7 +326,7 @@ class Flow(Family):
     """A multi-scale normalizing flow with N(0, I) latents, fitted by maximum likelihood.
 
     For continuous data (``levels`` None) log p(x) is exact. For data on a grid of
-    ``levels`` values in [-1, 1] (bin width h = 2 / (levels - 1)) the flow models
+    ``levels`` values (``grid``, default [-1, 1]; bin width h) the flow models
     y = x + h (u - 1/2) with u in [0, 1)^D, and log P(x) >= E_q[log p(y) - log q(u|x)]
     + D log h (uniform dequantization: q = 1). Samples of discrete data are rounded to the
     nearest grid value and clamped to [-1, 1], which is the bin the continuous sample
@@ -341,8 +341,11 @@ class Flow(Family):
     def __init__(self, flow: MultiScaleFlow, data_shape: tuple[int, ...],
                  levels: int | None = None, dequantizer: VariationalDequantizer | None = None,
                  temperature: float = 1.0,
-                 condition_encoder: ConditionEncoder | None = None) -> None:
+                 condition_encoder: ConditionEncoder | None = None,
+                 grid: Grid | None = None) -> None:
         super().__init__()
+        self.grid = grid if grid is not None else (Grid(levels) if levels else None)
+        levels = self.grid.levels if self.grid is not None else None
         self.condition_encoder = condition_encoder
         self.flow = flow
         self.data_shape = tuple(data_shape)
@@ -359,9 +362,9 @@ class Flow(Family):
     @property
     def bin_width(self) -> float:
         """h, the spacing of the grid values (discrete data only)."""
-        if not self.levels:
+        if self.grid is None:
             raise ValueError("continuous data has no bins")
-        return 2.0 / (self.levels - 1)
+        return self.grid.bin_width
 
     def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
         if self.condition_encoder is None:
@@ -421,10 +424,9 @@ class Flow(Family):
         elif condition is not None:
             raise ValueError("this flow is unconditional; it takes no condition")
         y = self.flow.inverse(latents, e)
-        if not self.levels:
+        if self.grid is None:
             return y
-        h = self.bin_width
-        return (torch.round((y + 1) / h) * h - 1).clamp(-1, 1)
+        return self.grid.quantize(y)
 
 
 def build_flow(ctx, scales: int = 2, steps_per_scale: int = 4,
@@ -459,4 +461,5 @@ def build_flow(ctx, scales: int = 2, steps_per_scale: int = 4,
             raise ValueError(f"dequantizer_steps must be at least 1, got {dequantizer_steps}")
         dequantizer = VariationalDequantizer(shape, make_network, dequantizer_steps,
                                              scale_bound)
-    return Flow(flow, shape, ctx.info.levels, dequantizer, temperature, condition)
+    return Flow(flow, shape, ctx.info.levels, dequantizer, temperature, condition,
+                grid=ctx.info.grid)

@@ -22,7 +22,7 @@ from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 from dgm import seeded_random
 from dgm.capabilities import SPATIAL_LATENTS, has
 from dgm.conditions import ConditionEncoder, attach, widened
-from dgm.contract import CRITIC, GENERATOR, Batch, Family, Prior
+from dgm.contract import CRITIC, GENERATOR, Batch, Family, Grid, Prior
 from dgm.errors import RecipeError
 from dgm.priors import StandardNormal
 from dgm.sizes import sample_shape
@@ -73,8 +73,9 @@ class GAN(Family):
     generator maximising log D(G(z))) or ``"hinge"``. ``r1_gamma`` weights the R1
     penalty gamma/2 * E||grad_x D(x)||^2 on real data (0 disables it). The critic learns
     at ``critic_lr_ratio`` times the generator's learning rate; both use Adam ``betas``.
-    With ``levels`` (discrete data on that many evenly spaced values in [-1, 1]) samples
-    are rounded to the data's grid; training sees the generator's continuous output.
+    Samples are clamped to ``value_range``; with ``grid`` (discrete data; or ``levels``,
+    that many values on [-1, 1]) they are rounded to it. Training sees the generator's
+    continuous output.
 
     A conditional GAN (Mirza & Osindero 2014) is built with two condition encoders: the
     generator's, whose encoding is attached to z, and the critic's, attached to the
@@ -89,6 +90,8 @@ class GAN(Family):
                  loss: GANLoss = "non-saturating", r1_gamma: float = 0.0,
                  critic_lr_ratio: float = 1.0,
                  betas: tuple[float, float] = (0.5, 0.999), levels: int | None = None,
+                 grid: Grid | None = None,
+                 value_range: tuple[float, float] = (-1.0, 1.0),
                  data_shape: tuple[int, ...] | None = None,
                  condition_encoder: ConditionEncoder | None = None,
                  critic_condition_encoder: ConditionEncoder | None = None) -> None:
@@ -115,7 +118,9 @@ class GAN(Family):
         self.r1_gamma = r1_gamma
         self.critic_lr_ratio = critic_lr_ratio
         self.betas = (float(betas[0]), float(betas[1]))
-        self.levels = levels
+        self.grid = grid if grid is not None else (Grid(levels) if levels else None)
+        self.levels = self.grid.levels if self.grid is not None else None
+        self.value_range = (float(value_range[0]), float(value_range[1]))
         self.data_shape = tuple(data_shape) if data_shape is not None else None
 
     def score(self, x: Tensor, e: Tensor | None = None) -> Tensor:
@@ -193,11 +198,8 @@ class GAN(Family):
         elif self.condition_encoder is None and condition is not None:
             raise ValueError("this GAN is unconditional; it takes no condition")
         x = self.generate(z, None if condition is None else condition.to(z.device))
-        x = x.clamp(-1, 1)
-        if self.levels:
-            half_steps = (self.levels - 1) / 2
-            x = torch.round((x + 1) * half_steps) / half_steps - 1
-        return x
+        x = x.clamp(*self.value_range)
+        return x if self.grid is None else self.grid.quantize(x)
 
     def _latents_for(self, n: int, size: tuple[int, int], generator: torch.Generator | None,
                      device: torch.device) -> Tensor:
@@ -257,6 +259,7 @@ def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
     return GAN(generator, critic, prior, loss=loss, r1_gamma=r1_gamma,
                critic_lr_ratio=critic_lr_ratio,
                betas=tuple(betas) if betas is not None else (0.5, 0.999),
-               levels=ctx.info.levels if snap_to_levels else None,
+               grid=ctx.info.grid if snap_to_levels else None,
+               value_range=tuple(ctx.info.value_range),
                data_shape=ctx.info.shape, condition_encoder=condition,
                critic_condition_encoder=critic_condition)
