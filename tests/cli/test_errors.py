@@ -113,7 +113,9 @@ def test_weights_that_do_not_fit_the_recipes_networks(capsys, in_tmp):
 
 def test_likelihood_that_does_not_fit_the_data(capsys, in_tmp):
     err = error_of(capsys, "run", RECIPE, "likelihood.name=core:bernoulli")
-    assert "[likelihood]: the Bernoulli likelihood needs binary data in {0, 1}" in err
+    assert ("[likelihood]: core:bernoulli cannot be built with these settings: the Bernoulli "
+            "likelihood models binary data, the grid {0, 1}") in err
+    assert "the data here is on the 17-level grid on [-1, 1]" in err
 
 
 def test_corrupt_image_in_a_folder_data_set_names_the_file(capsys, in_tmp):
