@@ -99,7 +99,13 @@ def main() -> None:
                         "train.steps=5 evaluate.max_examples=8)")
     parser.add_argument("--name", default="conditional_digits",
                         help="results file name (keep the default for the real benchmark)")
+    parser.add_argument("--pictures", type=Path, default=None, metavar="FOLDER",
+                        help="only write, from the runs already trained, one PNG per row: "
+                        "a line of samples for each digit 0-9")
     args = parser.parse_args()
+    if args.pictures:
+        write_pictures(args.runs, args.pictures, args.only)
+        return
     args.runs.mkdir(parents=True, exist_ok=True)
     results_file = RESULTS / f"{args.name}.json"
     previous = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -167,6 +173,23 @@ def save(args: argparse.Namespace, rows: dict[str, Any], classifier_accuracy: fl
     results_file.write_text(json.dumps(out, indent=2) + "\n")
     write_markdown(out, RESULTS / f"{args.name}.md")
     return RESULTS / f"{args.name}.md"
+
+
+def write_pictures(runs: Path, folder: Path, names: list[str], per_class: int = 8) -> None:
+    """``digits-given-class-ROW.png``: row k holds ``per_class`` samples of digit k."""
+    from dgm_image.codec import write_image
+    from dgm_image.previews import make_grid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not (runs / name / "model").is_dir():
+            continue
+        family, _, _ = load_family(RunDir.open(runs / name))
+        rows = [draw_samples(family, per_class, per_class, 2000 + k, condition=k)
+                for k in range(10)]
+        write_image(make_grid(torch.cat(rows), columns=per_class),
+                    folder / f"digits-given-class-{name}.png")
+        print(f"wrote {folder / f'digits-given-class-{name}.png'}")
 
 
 def _nll(value: float | None) -> str:
