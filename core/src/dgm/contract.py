@@ -399,6 +399,16 @@ class Family(ABC, nn.Module):
         """True when the family was built with a condition encoder (``condition.use``)."""
         return getattr(self, "condition_encoder", None) is not None
 
+    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
+        """e(c), the condition encoder's output for ``n`` examples; None for an
+        unconditional family. A conditional family given no c raises."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            return None
+        if c is None:
+            raise ValueError(f"this {type(self).__name__} is conditional: pass the condition c")
+        return encoder(c, n)
+
     @abstractmethod
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective for one batch (a scalar to minimise) and detached scalar

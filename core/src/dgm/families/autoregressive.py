@@ -45,14 +45,6 @@ class Autoregressive(Family):
         """The network's params for ``x`` (given the encoded condition ``e``)."""
         return self.network(x) if e is None else self.network(x, e)
 
-    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
-        if self.condition_encoder is None:
-            return None
-        if c is None:
-            raise ValueError("this autoregressive model is conditional: pass the "
-                             "condition c")
-        return self.condition_encoder(c, n)
-
     def log_prob(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """log p(x) (log p(x | c) when conditional) in nats per example, ``(B,)``."""
         return self.likelihood.log_prob(

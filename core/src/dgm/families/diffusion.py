@@ -93,14 +93,6 @@ class Diffusion(Family):
         self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
 
     # ------------------------------------------------------------------ training
-    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
-        """e(c) for a conditional model (None when unconditional)."""
-        if self.condition_encoder is None:
-            return None
-        if c is None:
-            raise ValueError("this diffusion model is conditional: pass the condition c")
-        return self.condition_encoder(c, n)
-
     def predict(self, x_t: Tensor, t: Tensor, e: Tensor | None = None,
                 guidance: float = 1.0) -> Tensor:
         """The denoiser's output (eps or v) at integer timesteps ``t`` given the encoded

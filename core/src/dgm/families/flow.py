@@ -366,13 +366,6 @@ class Flow(Family):
             raise ValueError("continuous data has no bins")
         return self.grid.bin_width
 
-    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
-        if self.condition_encoder is None:
-            return None
-        if c is None:
-            raise ValueError("this flow is conditional: pass the condition c")
-        return self.condition_encoder(c, n)
-
     def log_prob_bound(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         """One-draw estimate of the log-likelihood per example in nats: the dequantization
         bound for discrete data (log p(y) - log q(u|x) + D log h), log p(x) otherwise."""

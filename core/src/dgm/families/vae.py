@@ -39,14 +39,6 @@ class VAE(Family):
         self.beta = beta
         self.sample_mean = sample_mean
 
-    def encoded_condition(self, c: Tensor | None, n: int) -> Tensor | None:
-        """e(c) for a conditional model (None when unconditional)."""
-        if self.condition_encoder is None:
-            return None
-        if c is None:
-            raise ValueError("this VAE is conditional: pass the condition c")
-        return self.condition_encoder(c, n)
-
     def _decode_params(self, z: Tensor, e: Tensor | None) -> Tensor:
         return self.decoder(z if e is None else attach(z, e))
 
