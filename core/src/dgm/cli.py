@@ -112,6 +112,11 @@ def _cmd_plugins(args: argparse.Namespace) -> None:
             print(textwrap.fill(", ".join(names), width=88, initial_indent=f"    {kind}: ",
                                 subsequent_indent=" " * (6 + len(kind)),
                                 break_on_hyphens=False))
+        declared = [f"{kind} ({host.registry.singular(kind)})"
+                    for kind, plugin in host.registry.kind_declared_by.items()
+                    if plugin == info.name]
+        if declared:
+            print(f"    declares kinds: {', '.join(declared)}")
         if info.error:
             print(f"    error: {info.error}")
         for warning in info.warnings:
@@ -177,11 +182,10 @@ def _cmd_show(args: argparse.Namespace) -> None:
         return
     if not args.name:
         raise RecipeError("dgm show: give a registered NAME (or --roles)")
-    kinds = {singular: kind for kind, singular in SINGULAR.items()}
-    entries = ([registry.get(kinds[args.kind], args.name)] if args.kind
+    entries = ([registry.get(registry.kind_of(args.kind), args.name)] if args.kind
                else registry.find(args.name))
     for i, entry in enumerate(entries):
-        print(("\n" if i else "") + f"{entry.name}  ({SINGULAR[entry.kind]}, plugin "
+        print(("\n" if i else "") + f"{entry.name}  ({registry.singular(entry.kind)}, plugin "
               f"{entry.plugin})")
         doc = entry.description or (inspect.getdoc(entry.obj) or "").split("\n\n")[0]
         if doc:
@@ -329,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="a registered name, e.g. core:diffusion or unet2d")
     p.add_argument("--roles", action="store_true",
                    help="print the table of network roles the families build")
-    p.add_argument("--kind", choices=sorted(SINGULAR_KINDS), default=None,
-                   help="look only among entries of this kind")
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="look only among entries of this kind: "
+                   f"{', '.join(sorted(SINGULAR_KINDS))}, or one a plugin declares")
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("plugin", help="write a new plugin project (dgm plugin new NAME)",

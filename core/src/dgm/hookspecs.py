@@ -118,7 +118,13 @@ def register_hookspecs(register: Callable[[object], None]) -> None:
     Called once for each plugin, right after it is registered and before its
     ``register_*`` hooks. The declaring plugin calls its hooks itself when it needs
     them, through ``dgm.plugins.get_host().pm.hook.<name>(...)``; a plugin implementing
-    a hook that no loaded plugin declares is reported by ``dgm plugins``. The audio
+    a hook that no loaded plugin declares is reported by ``dgm plugins``.
+
+    A hookspec marked with ``@dgm.kind_hookspec("thing")`` and named
+    ``register_things(register)`` adds the registry kind ``things``: the host calls every
+    plugin's implementation (also those loaded before the declaring plugin) with the
+    usual ``register`` callback, and the entries are found with
+    ``get_registry().get("things", name)`` and listed by ``dgm plugins``. The audio
     plugin declares ``register_vocoders(register)`` this way (``dgm_audio.hookspecs``).
     """
 

@@ -24,7 +24,7 @@ import pluggy
 
 from dgm import hookspecs
 from dgm.errors import DgmError
-from dgm.registry import KINDS, Registry
+from dgm.registry import KIND_MARK, Registry
 
 CORE_PLUGIN = "core"
 ENTRY_POINT_GROUP = "dgm"
@@ -115,29 +115,63 @@ class PluginHost:
             info.warnings.append(f"written against dgm hook API {target}: "
                                  f"{hookspecs.MIGRATIONS[target]}")
         others = [p for p in self.pm.get_plugins() if p is not plugin]
-        errors = []
+        errors: list[str] = []
+        declared: list[str] = []
+
+        def add_hookspecs(module_or_class: object) -> None:
+            self.pm.add_hookspecs(module_or_class)
+            for attr in dir(module_or_class):  # the kinds it adds, if any
+                function = getattr(module_or_class, attr)
+                singular = getattr(function, KIND_MARK, None)
+                if isinstance(singular, str) and attr.startswith("register_"):
+                    kind = attr.removeprefix("register_")
+                    if self.registry.add_kind(kind, singular, name):
+                        declared.append(kind)
+
         declare = self.pm.subset_hook_caller("register_hookspecs", remove_plugins=others)
         try:
-            declare(register=self.pm.add_hookspecs)
+            declare(register=add_hookspecs)
         except Exception as exc:
             errors.append(f"register_hookspecs raised {_describe(exc)}")
-        for kind in KINDS:
-            caller = self.pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)
-
-            def register(entry_name: str, obj: Any, description: str = "",
-                         _kind: str = kind) -> None:
-                try:
-                    self.registry.add(_kind, entry_name, obj, name, description)
-                except DgmError as exc:
-                    errors.append(str(exc))
-
-            try:
-                caller(register=register)
-            except Exception as exc:
-                errors.append(f"register_{kind} raised {_describe(exc)}")
+        for kind in self.registry.kinds:
+            errors += self._register(plugin, name, kind)
+        for kind in declared:  # plugins loaded before the kind existed
+            for other in others:
+                other_name = self.pm.get_name(other)
+                if other_name in self.plugins:
+                    problems = self._register(other, other_name, kind)
+                    if problems:
+                        self._add_error(other_name, problems)
+                    self.plugins[other_name].registered = self.registry.by_plugin(other_name)
         info.registered = self.registry.by_plugin(name)
         if errors:
             info.error = "; ".join(errors)
+
+    def _register(self, plugin: object, name: str, kind: str) -> list[str]:
+        """Call ``plugin``'s ``register_<kind>`` (if it has one) into the registry; the
+        problems, as messages."""
+        caller = getattr(self.pm.hook, f"register_{kind}", None)
+        if caller is None:
+            return []
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        errors: list[str] = []
+
+        def register(entry_name: str, obj: Any, description: str = "") -> None:
+            try:
+                self.registry.add(kind, entry_name, obj, name, description)
+            except DgmError as exc:
+                errors.append(str(exc))
+
+        try:
+            self.pm.subset_hook_caller(f"register_{kind}", remove_plugins=others)(
+                register=register)
+        except Exception as exc:
+            errors.append(f"register_{kind} raised {_describe(exc)}")
+        return errors
+
+    def _add_error(self, name: str, problems: list[str]) -> None:
+        info = self.plugins[name]
+        info.error = "; ".join([info.error, *problems] if info.error else problems)
 
     def unknown_hooks(self) -> dict[str, list[str]]:
         """Hook implementations no hookspec declares (misspelt names), by plugin."""
@@ -159,9 +193,8 @@ class PluginHost:
         """Add :meth:`unknown_hooks` to the plugins' errors (after all have loaded, since
         a plugin may declare hooks that others implement)."""
         for name, problems in self.unknown_hooks().items():
-            info = self.plugins.get(name)
-            if info is not None:
-                info.error = "; ".join([info.error, *problems] if info.error else problems)
+            if name in self.plugins:
+                self._add_error(name, problems)
 
     def remove_plugin(self, name: str) -> None:
         """Unregister a plugin and drop its entries (used by test fixtures)."""

@@ -21,6 +21,7 @@ from dgm.errors import DataError
 from dgm.folders import folder_split
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
 from dgm_audio.representations import Kind, duration_samples, make_representation
+from dgm_audio.vocoders import vocoder
 
 MODALITY = "audio:audio"
 SPLITS = ("train", "val", "test")
@@ -61,6 +62,8 @@ def _check_split(split: str, what: str) -> None:
 def _build(waves: list[Tensor], labels: list[int] | None, classes: tuple[str, ...],
            names: list[str], representation: Kind, sample_rate: int,
            settings: dict, source: dict) -> AudioClips:
+    if representation == "log-mel":  # an unknown vocoder fails now, not at sampling
+        vocoder(settings["vocoder"], where="[data] vocoder")
     rep = make_representation(representation, sample_rate=sample_rate, **settings)
     batch = torch.stack(waves)
     examples = torch.cat([rep.forward(chunk) for chunk in batch.split(256)])
@@ -76,11 +79,14 @@ def spoken_digits(split: str, representation: Kind = "log-mel", sample_rate: int
                   duration: float = 1.024, n_fft: int = 512, hop: int = 128,
                   window: str = "hann", n_mels: int = 32, f_min: float = 0.0,
                   f_max: float | None = None, mu: int = 255,
-                  digits: list[int] | None = None) -> AudioClips:
+                  digits: list[int] | None = None,
+                  vocoder: str = "audio:griffin-lim") -> AudioClips:
     """The embedded spoken digits: "zero" to "nine" by 40 espeak-ng voices at two
     speed/pitch settings (16 kHz FLAC, made by scripts/make_spoken_digits.py), split by
     voice (28 train, 4 val, 8 test voices: 560/80/160 clips). Labels are the digits.
-    ``digits`` keeps only those digits (labels keep their values)."""
+    ``digits`` keeps only those digits (labels keep their values). ``vocoder`` names
+    the registered vocoder that turns log-mel back into sound (``dgm plugins`` lists
+    them)."""
     _check_split(split, "audio:spoken-digits")
     manifest = DIGITS_DIR / "manifest.csv"
     if not manifest.is_file():
@@ -94,7 +100,7 @@ def spoken_digits(split: str, representation: Kind = "log-mel", sample_rate: int
     waves = [fit_length(read_audio(DIGITS_DIR / r["file"], sample_rate), length)
              for r in rows]
     settings = {"n_fft": n_fft, "hop": hop, "window": window, "n_mels": n_mels,
-                "f_min": f_min, "f_max": f_max, "mu": mu}
+                "f_min": f_min, "f_max": f_max, "mu": mu, "vocoder": vocoder}
     source = {"dataset": "audio:spoken-digits", "split": split, "duration": duration,
               "voices": sorted({r["voice"] for r in rows})}
     return _build(waves, [int(r["digit"]) for r in rows], DIGIT_WORDS,
@@ -105,8 +111,8 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
            sample_rate: int = 8000, duration: float = 1.024, n_fft: int = 512,
            hop: int = 128, window: str = "hann", n_mels: int = 32, f_min: float = 0.0,
            f_max: float | None = None, mu: int = 255, val_fraction: float = 0.1,
-           test_fraction: float = 0.1, skip_bad: bool = False, seed: int = 0
-           ) -> AudioClips:
+           test_fraction: float = 0.1, skip_bad: bool = False, seed: int = 0,
+           vocoder: str = "audio:griffin-lim") -> AudioClips:
     """Every audio file (WAV, FLAC, OGG, AIFF) under ``path``, labelled by its top-level
     sub-folder when there are sub-folders, split at random (fixed ``seed``). An
     unreadable, empty or silent file is an error naming it, or, with ``skip_bad``,
@@ -138,7 +144,7 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
         raise DataError(f"audio folder {str(root)!r}: no usable audio files in split "
                         f"{split!r}")
     settings = {"n_fft": n_fft, "hop": hop, "window": window, "n_mels": n_mels,
-                "f_min": f_min, "f_max": f_max, "mu": mu}
+                "f_min": f_min, "f_max": f_max, "mu": mu, "vocoder": vocoder}
     source = {"dataset": "audio:folder", "path": str(root), "split": split,
               "duration": duration}
     return _build(waves, labels if classes else None, classes, names, representation,

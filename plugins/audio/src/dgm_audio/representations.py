@@ -38,6 +38,9 @@ def check_compatible(model: dict[str, Any], inverse: dict[str, Any],
         raise RepresentationMismatch("representation settings disagree: " + "; ".join(diffs))
 
 
+DEFAULT_VOCODER = "audio:griffin-lim"
+
+
 def _window(name: str) -> Any:
     if name not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {name!r}")
@@ -48,12 +51,14 @@ class LogMel(nn.Module):
     """Waveform ``(1, L)`` to a normalised log-mel spectrogram ``(1, n_mels, L // hop)``
     and back. Values are ``(log(mel_power + floor) - log_center) / log_scale`` so speech
     lies roughly in [-1, 1]; the inverse undoes that, maps mel power to a linear
-    spectrogram (InverseMelScale, least squares) and recovers phase with Griffin-Lim."""
+    spectrogram (InverseMelScale, least squares) and turns that into sound with the
+    registered vocoder named ``vocoder`` (default: Griffin-Lim), looked up when
+    inverting."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, f_min: float,
                  f_max: float, window: str = "hann", floor: float = 1e-5,
                  log_center: float = -1.5, log_scale: float = 10.0,
-                 griffin_lim_iters: int = 32) -> None:
+                 griffin_lim_iters: int = 32, vocoder: str = DEFAULT_VOCODER) -> None:
         import torchaudio.transforms as T
 
         super().__init__()
@@ -73,6 +78,7 @@ class LogMel(nn.Module):
                                              sample_rate=sample_rate, f_min=f_min,
                                              f_max=f_max)
         self.n_fft, self.griffin_lim_iters = n_fft, griffin_lim_iters
+        self.vocoder = vocoder
         self.register_buffer("window", window_fn(n_fft), persistent=False)
 
     @torch.no_grad()
@@ -86,7 +92,11 @@ class LogMel(nn.Module):
         mel = (torch.exp(log_mel.float() * self.log_scale + self.log_center)
                - self.floor).clamp_min(0.0)
         linear = self.inverse_mel(mel).clamp_min(0.0)
-        return griffin_lim(linear, self)
+        if self.vocoder == DEFAULT_VOCODER:  # no registry needed for the plugin's own
+            return griffin_lim(linear, self)
+        from dgm_audio.vocoders import vocoder
+
+        return vocoder(self.vocoder, where="[data] vocoder")(linear, self)
 
 
 @torch.no_grad()
@@ -104,14 +114,16 @@ def griffin_lim(linear: Tensor, log_mel: LogMel) -> Tensor:
 def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: int = 512,
                         hop: int = 128, window: str = "hann", n_mels: int = 32,
                         f_min: float = 0.0, f_max: float | None = None, mu: int = 255,
-                        griffin_lim_iters: int = 32) -> Representation:
+                        griffin_lim_iters: int = 32,
+                        vocoder: str = DEFAULT_VOCODER) -> Representation:
     """The representation ``kind`` with its settings recorded in ``metadata``.
 
     - ``waveform``: the samples themselves in [-1, 1].
     - ``mu-law``: torchaudio's mu-law companding to ``mu + 1`` classes, mapped onto the
       evenly spaced grid of ``mu + 1`` values in [-1, 1] (so categorical and discretized
       likelihoods with ``levels = mu + 1`` model it); the inverse expands it back.
-    - ``log-mel``: see :class:`LogMel`.
+    - ``log-mel``: see :class:`LogMel`; ``vocoder`` names the registered vocoder of its
+      inverse.
     """
     if kind not in KINDS:
         raise ValueError(f"representation must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -137,9 +149,9 @@ def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: 
     meta.update({"n_fft": int(n_fft), "hop": int(hop), "window": window,
                  "n_mels": int(n_mels), "f_min": float(f_min), "f_max": f_max})
     log_mel = LogMel(sample_rate, n_fft, hop, n_mels, f_min, f_max, window,
-                     griffin_lim_iters=griffin_lim_iters)
+                     griffin_lim_iters=griffin_lim_iters, vocoder=vocoder)
     meta.update({"floor": log_mel.floor, "log_center": log_mel.log_center,
-                 "log_scale": log_mel.log_scale})
+                 "log_scale": log_mel.log_scale, "vocoder": vocoder})
     return Representation("log-mel", log_mel.forward, log_mel.invert, meta)
 
 
@@ -147,8 +159,10 @@ def from_metadata(meta: dict[str, Any]) -> Representation:
     """Rebuild a representation from its recorded ``metadata``; the rebuilt one's own
     metadata must match, else the recorded run used settings this version cannot
     reproduce."""
+    if meta.get("kind") == "log-mel":  # recorded before vocoders were chosen by name
+        meta = {"vocoder": DEFAULT_VOCODER, **meta}
     settings = {k: meta[k] for k in ("sample_rate", "n_fft", "hop", "window", "n_mels",
-                                      "f_min", "f_max", "mu") if k in meta}
+                                      "f_min", "f_max", "mu", "vocoder") if k in meta}
     rep = make_representation(meta.get("kind", "waveform"), **settings)
     check_compatible(meta, rep.metadata, ("the run's data", "this dgm-audio's inverse"))
     return rep

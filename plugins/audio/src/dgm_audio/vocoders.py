@@ -1,27 +1,24 @@
-"""The vocoders plugins register through the audio plugin's ``register_vocoders`` hook."""
+"""The vocoders plugins register through the audio plugin's ``register_vocoders`` hook:
+registry entries of kind ``vocoders``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from dgm.errors import RegistryError
+KIND = "vocoders"
 
 
 def vocoders() -> dict[str, Callable[..., Any]]:
-    """Every registered vocoder by full name (``plugin:name``), asking each plugin."""
-    from dgm.plugins import get_host
+    """Every registered vocoder by full name (``plugin:name``)."""
+    from dgm.plugins import get_registry
 
-    host = get_host()
-    found: dict[str, Callable[..., Any]] = {}
-    for impl in host.pm.hook.register_vocoders.get_hookimpls():
+    return {entry.name: entry.obj for entry in get_registry().entries(KIND)}
 
-        def register(name: str, vocoder: Callable[..., Any], description: str = "",
-                     _plugin: str = impl.plugin_name) -> None:
-            full = name if ":" in name else f"{_plugin}:{name}"
-            if full in found:
-                raise RegistryError(f"vocoder name clash: {full!r} registered twice")
-            found[full] = vocoder
 
-        impl.function(register=register)
-    return found
+def vocoder(name: str, where: str = "") -> Callable[..., Any]:
+    """The vocoder registered as ``name`` (full or bare); an unknown name is a
+    :class:`dgm.errors.RegistryError` listing the registered ones."""
+    from dgm.plugins import get_registry
+
+    return get_registry().get(KIND, name, where=where).obj
