@@ -42,10 +42,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_support import machine, timed_dgm_run  # noqa: E402
 
-from dgm.evaluation import draw_samples  # noqa: E402
+from dgm.loaded_run import LoadedRun  # noqa: E402
 from dgm.metrics import kernel_mmd  # noqa: E402
 from dgm.runs import RunDir  # noqa: E402
-from dgm.workflows import load_family  # noqa: E402
+from dgm.sampling import draw_samples  # noqa: E402
 from dgm_image.classifier import predict, test_accuracy, train_classifier  # noqa: E402
 from dgm_image.datasets import digits  # noqa: E402
 
@@ -130,7 +130,7 @@ def main() -> None:
         timings = timed_dgm_run(row["recipe"], args.runs / name, overrides, args.reuse,
                                 cwd=ROOT)
         report = json.loads((args.runs / name / "evaluation.json").read_text())
-        family, _, _ = load_family(RunDir.open(args.runs / name))
+        family = LoadedRun.open(RunDir.open(args.runs / name)).family
         scored = score(family, classifier, test)
         result = {"row": name, "recipe": row["recipe"],
                   "overrides": overrides,
@@ -184,7 +184,7 @@ def write_pictures(runs: Path, folder: Path, names: list[str], per_class: int = 
     for name in names:
         if not (runs / name / "model").is_dir():
             continue
-        family, _, _ = load_family(RunDir.open(runs / name))
+        family = LoadedRun.open(RunDir.open(runs / name)).family
         rows = [draw_samples(family, per_class, per_class, 2000 + k, condition=k)
                 for k in range(10)]
         write_image(make_grid(torch.cat(rows), columns=per_class),

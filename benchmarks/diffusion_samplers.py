@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_support import machine  # noqa: E402
 
 from dgm.assembly import build_data  # noqa: E402
+from dgm.loaded_run import LoadedRun  # noqa: E402
 from dgm.metrics import kernel_mmd, patch_swd  # noqa: E402
 from dgm.plugins import get_registry  # noqa: E402
 from dgm.runs import RunDir  # noqa: E402
-from dgm.workflows import load_family  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    family, _, recipe = load_family(RunDir.open(args.run))
+    loaded = LoadedRun.open(RunDir.open(args.run))
+    family, recipe = loaded.family, loaded.recipe
     registry = get_registry()
     test = build_data(recipe, registry, "test")
     train = build_data(recipe, registry, "train")

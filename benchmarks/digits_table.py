@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_support import machine, timed_dgm_run  # noqa: E402
 
-from dgm.evaluation import format_table  # noqa: E402
+from dgm.reporting import format_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -35,9 +35,9 @@ from benchmark_support import machine, timed_dgm_run
 from PIL import Image
 
 from dgm.cpu_allocator import keep_freed_memory
+from dgm.loaded_run import LoadedRun
 from dgm.metrics import patch_swd_distance
 from dgm.runs import RunDir
-from dgm.workflows import load_family
 from dgm_image.codec import to_pil
 from dgm_texture.exemplars import load_exemplars, split_region
 from dgm_texture.metrics import copy_score, seam_energies, seam_score
@@ -69,7 +69,7 @@ def seam_spread(x: torch.Tensor, period: int = 16) -> float:
 
 def score(run: Path, image: torch.Tensor, **options: int) -> tuple[dict, torch.Tensor]:
     """Figures of one run; ``options`` go to every ``family.sample`` call."""
-    family, _, _ = load_family(RunDir.open(run))
+    family = LoadedRun.open(RunDir.open(run)).family
     train_region = split_region(image, "train", HOLDOUT)[None]
     held = split_region(image, "test", HOLDOUT)[None]
     generator = torch.Generator().manual_seed(0)

@@ -10,8 +10,8 @@ import torch
 
 from dgm.cli import main
 from dgm.errors import ExportError
+from dgm.loaded_run import LoadedRun
 from dgm.runs import RunDir
-from dgm.workflows import load_family
 from tests.conftest import REPO
 
 QUICK = ["train.steps=2", "train.progress=false", "sample.n=2", "evaluate.max_examples=4",
@@ -35,7 +35,7 @@ def test_an_exported_run_loads_and_samples_in_ddpm_pipeline(in_tmp, monkeypatch)
     assert json.loads((in_tmp / "exported" / "dgm_export.json").read_text())["data"][
         "levels"] == 17
 
-    family, _, _ = load_family(RunDir(in_tmp / "diff"))
+    family = LoadedRun.open(RunDir(in_tmp / "diff")).family
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([0, 5, 19])
     with torch.no_grad():
         torch.testing.assert_close(pipeline.unet(x, t).sample, family.denoiser(x, t))

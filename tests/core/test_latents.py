@@ -9,8 +9,8 @@ from PIL import Image
 from dgm.cli import main
 from dgm.errors import DataError
 from dgm.latents import latents
+from dgm.loaded_run import LoadedRun
 from dgm.runs import RunDir
-from dgm.workflows import load_family
 from tests.conftest import REPO
 
 QUICK = ["train.steps=3", "train.progress=false", "sample.n=3", "evaluate.max_examples=4",
@@ -26,7 +26,7 @@ def vae_run(in_tmp):
 
 def test_latents_are_the_vae_posterior_means_of_its_data(vae_run):
     data = latents("val", str(vae_run))
-    family, _, _ = load_family(RunDir(vae_run))
+    family = LoadedRun.open(RunDir(vae_run)).family
     from dgm_image.datasets import digits
 
     images = digits("val")

@@ -33,7 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_sample(args: argparse.Namespace) -> None:
     from dgm.recipes import parse_value
     from dgm.runs import RunDir
-    from dgm.workflows import sample_run
+    from dgm.sampling import sample_run
 
     options = {}
     for item in args.option:
@@ -41,15 +41,23 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         if not sep or not key.strip():
             raise RecipeError(f"--option {item!r}: expected key=value, e.g. steps=50")
         options[key.strip()] = parse_value(raw)
+    given = [(flag, value) for flag, value in (("--condition", args.condition),
+                                                ("--text", args.text),
+                                                ("--condition-file", args.condition_file))
+             if value is not None]
+    if len(given) > 1:
+        raise RecipeError(f"dgm sample: give one of --condition, --text and --condition-file, "
+                          f"not {' and '.join(flag for flag, _ in given)}")
+    given_as, condition = given[0] if given else ("--condition", None)
     run = RunDir.open(args.run_dir)
     sample_run(run, n=args.n, seed=args.seed, out=args.out, options=options,
-               condition=args.condition, size=args.size)
+               condition=condition, given_as=given_as, size=args.size)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from dgm.evaluation import format_table
+    from dgm.evaluation import evaluate_run
+    from dgm.reporting import format_table
     from dgm.runs import RunDir
-    from dgm.workflows import evaluate_run
 
     runs = [RunDir.open(path) for path in args.run_dirs]
     reports = []
@@ -60,7 +68,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                                   "run `dgm evaluate` on it without --saved")
             reports.append(json.loads(run.evaluation_file.read_text()))
         else:
-            reports.append(evaluate_run(run, echo=lambda _: None))
+            reports.append(evaluate_run(run))
     print(format_table(reports))
 
 
@@ -284,8 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sampling option of the run's family, e.g. -o sampler=ddim "
                    "-o steps=50 for diffusion (repeatable)")
     p.add_argument("--condition", default=None, metavar="CLASS",
-                   help="draw every sample for this class of the run's data, e.g. "
-                   "--condition seven (conditional models only)")
+                   help="draw every sample for this class of the run's data (a name or "
+                   "its index), e.g. --condition seven (class-conditional runs)")
+    p.add_argument("--text", default=None, metavar="TEXT",
+                   help="draw every sample for this text, e.g. --text seven (runs "
+                   "conditioned on a token sequence)")
+    p.add_argument("--condition-file", type=Path, default=None, metavar="FILE",
+                   help="draw every sample for the condition in this file, read by the "
+                   "condition modality's codec, e.g. --condition-file small.png (runs "
+                   "conditioned on a tensor)")
     p.add_argument("--size", default=None, metavar="WIDTHxHEIGHT",
                    help="sample at this size instead of the training size, e.g. --size "
                    "1024x768 (fully convolutional networks: textures)")

@@ -409,6 +409,25 @@ class Family(ABC, nn.Module):
             raise ValueError(f"this {type(self).__name__} is conditional: pass the condition c")
         return encoder(c, n)
 
+    def condition_for_sampling(self, condition: Tensor | None, n: int,
+                               generator: torch.Generator | None,
+                               device: torch.device) -> Tensor | None:
+        """The raw conditions ``n`` samples are drawn for: ``condition`` moved to
+        ``device``, or, when None, classes drawn at random with ``generator`` (a model
+        conditioned on tokens or a tensor needs them given). None for an unconditional
+        family, which refuses a condition."""
+        encoder = getattr(self, "condition_encoder", None)
+        if encoder is None:
+            if condition is not None:
+                raise ValueError(f"this {type(self).__name__} is unconditional; it takes no "
+                                 "condition")
+            return None
+        if condition is None:
+            return encoder.random(n, generator, device)
+        if condition.shape[0] != n:
+            raise ValueError(f"{condition.shape[0]} conditions given for {n} samples")
+        return condition.to(device)
+
     @abstractmethod
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective for one batch (a scalar to minimise) and detached scalar

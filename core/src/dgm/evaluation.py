@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from dgm.contract import DataSource, Family, as_batch
+from dgm.assembly import build_data
+from dgm.contract import DataSource, Family, Modality, as_batch
 from dgm.errors import RecipeError
-from dgm.recipes import EvaluateConfig
+from dgm.loaded_run import LoadedRun
+from dgm.plugins import get_registry
+from dgm.recipes import EvaluateConfig, Recipe
+from dgm.registry import Entry, Registry
+from dgm.runs import RunDir, write_json
+from dgm.sampling import draw_samples
 from dgm.settings import bind
 
 COPY_REFERENCE_MAX = 5000
@@ -94,7 +100,8 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     with n training examples. A metric with ``against = "train"`` compares n samples with
     the training examples (at most ``COPY_REFERENCE_MAX``); its reference compares the n
     held-out examples with the same training examples. Real examples are drawn at random
-    with ``seed``, so the numbers are repeatable.
+    with ``seed``, so the numbers are repeatable. A model conditioned on tokens or a
+    tensor draws its samples for the conditions of those n real examples.
     """
     generator = torch.Generator().manual_seed(seed)
     same_split = config.split == "train"
@@ -113,7 +120,11 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     real = _examples(train if same_split else heldout, held_idx)
     train_slice = _examples(train, train_order[:n])
     train_pool = _examples(train, train_order[:COPY_REFERENCE_MAX])
-    samples = draw_samples(family, n, config.batch_size, seed)
+    conditions = None  # a token or tensor condition cannot be drawn: the real ones
+    if family.conditional and heldout.info.condition.kind not in ("none", "class"):
+        source = train if same_split else heldout
+        conditions = torch.stack([source[int(i)]["c"] for i in held_idx])
+    samples = draw_samples(family, n, config.batch_size, seed, conditions=conditions)
     split = "train" if same_split else config.split
     out: dict[str, dict[str, Any]] = {}
     for name, metric in metrics.items():
@@ -135,94 +146,42 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
     return {"metric_samples": n, "metrics": out}
 
 
-def draw_samples(family: Family, n: int, batch_size: int, seed: int,
-                 options: Mapping[str, Any] | None = None,
-                 condition: Tensor | int | None = None) -> Tensor:
-    """``n`` samples on the CPU, drawn in batches with a seeded generator; ``options`` are
-    the family's own sampling keywords (a diffusion sampler and its steps); ``condition``
-    is one raw condition (a class index, or a tensor shaped like one example's ``c``)
-    every sample is drawn for (None: the family's default)."""
+def metric_entries(recipe: Recipe, registry: Registry,
+                   modality: Modality | None = None) -> list[Entry]:
+    """The registered metrics ``[evaluate] metrics`` names (default: the modality's)."""
+    names = recipe.evaluate.metrics
+    if names is None:
+        names = list(modality.metrics) if modality else []
+    where = recipe.where("[evaluate] metrics")
+    entries = [registry.get("metrics", name, where=where) for name in names]
+    for entry in entries:  # named without settings, so every setting needs a default
+        bind(entry.obj, {}, f"{where}: {entry.name}")
+    if entries and recipe.evaluate.metric_samples < 2:
+        raise RecipeError(f"{recipe.where('evaluate.metric_samples')}: should be at least 2 "
+                          f"(two sets are compared), got {recipe.evaluate.metric_samples}; "
+                          "set evaluate.metrics=[] to skip the sample metrics")
+    return entries
+
+
+def evaluate_run(run: RunDir | LoadedRun) -> dict[str, Any]:
+    """Held-out NLL in nats and bits per dimension, then the sample metrics next to their
+    real-vs-real references: ``dgm evaluate``. Writes ``evaluation.json`` in the run
+    folder and returns the report (:func:`dgm.reporting.format_table` shows it)."""
+    registry = get_registry()
+    loaded = run if isinstance(run, LoadedRun) else LoadedRun.open(run, registry)
+    family, recipe = loaded.family, loaded.recipe
+    config = recipe.evaluate
+    data = build_data(recipe, registry, config.split)
     device = next(family.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    family.eval()
-    options = dict(options or {})
-    one = None if condition is None else torch.as_tensor(condition).to(device)
-
-    def given(m: int) -> dict[str, Tensor]:  # passed only when there is a condition
-        if one is None:
-            return {}
-        return {"condition": one.unsqueeze(0).expand(m, *one.shape).clone()}
-
-    chunks = [family.sample(min(batch_size, n - start), generator=generator,
-                            **given(min(batch_size, n - start)), **options).cpu()
-              for start in range(0, n, batch_size)]
-    return torch.cat(chunks).float()
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The evaluation as a small table for the terminal and the summary."""
-    rows = [("family", report["family"]), ("split", report["split"]),
-            ("likelihood", report["kind"])]
-    if report["kind"] == "none":
-        rows.append(("note", report["note"]))
-    else:
-        rows += [
-            ("method", report["method"]),
-            ("examples", str(report["examples"])),
-            ("NLL (nats/example)", f"{report['nll_nats']:.2f} ± {report['nll_nats_stderr']:.2f}"),
-            ("bits/dim", f"{report['bits_per_dim']:.4f}"),
-        ]
-        if "note" in report:
-            rows.append(("note", report["note"]))
-    if "uniform_nll_nats" in report:
-        rows.append(("uniform model (nats)", f"{report['uniform_nll_nats']:.2f}"))
-    if report.get("metrics"):
-        rows.append(("sample metrics", f"{' model':<10} real vs real  "
-                     f"({report.get('metric_samples', '?')} per set)"))
-        for name, m in report["metrics"].items():
-            rows.append((f"  {name}", f"{m['model']:< 10.4f}{m['real_vs_real']: .4f}"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown table, a row per evaluated run: family, exact or bound, NLL in nats
-    per example, bits per dimension, and each sample metric as ``model (real vs real)``.
-    """
-    names: list[str] = []
-    for report in reports:
-        names += [m for m in report.get("metrics", {}) if m not in names]
-    header = ["run", "family", "likelihood", "NLL (nats/example)", "bits/dim",
-              *[f"{m} (real vs real)" for m in names]]
-    rows = []
-    for report in reports:
-        if report["kind"] == "none":
-            kind, nll, bpd = "none (implicit)", "-", "-"
-        else:
-            kind = f"{report['kind']}: {report['method']}"
-            nll = f"{report['nll_nats']:.2f} ± {report['nll_nats_stderr']:.2f}"
-            bpd = f"{report['bits_per_dim']:.3f}"
-        cells = [report.get("recipe", "?"), report["family"], kind, nll, bpd]
-        for name in names:
-            m = report.get("metrics", {}).get(name)
-            cells.append(f"{m['model']:.4g} ({m['real_vs_real']:.4g})" if m else "-")
-        rows.append(cells)
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
-             for r in [header, *rows]]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes: list[str] = []
-    for report in reports:
-        parts = []
-        if "examples" in report:
-            parts.append(f"NLL over {report['examples']} {report['split']} examples")
-        if "uniform_nll_nats" in report:
-            parts.append(f"uniform model over the data's levels "
-                         f"{report['uniform_nll_nats']:.2f} nats/example")
-        if "metric_samples" in report:
-            parts.append(f"sample metrics from {report['metric_samples']} per set")
-        if report.get("note") == CONTINUOUS_NOTE:
-            parts.append(f"{report.get('recipe', '?')}: {CONTINUOUS_NOTE}")
-        notes += [part for part in parts if part not in notes]
-    notes = ["; ".join(notes)] if notes else []
-    return "\n".join(lines + [""] * bool(notes) + notes)
+    report = evaluate_likelihood(family, data, config, device,
+                                 where=recipe.where("[evaluate.likelihood]"))
+    entries = metric_entries(recipe, registry, loaded.modality)
+    if entries:
+        where = recipe.where("[evaluate] metrics")
+        metrics = {e.name: e.obj() for e in entries}
+        train = data if config.split == "train" else build_data(recipe, registry, "train")
+        report.update(evaluate_samples(family, metrics, data, train, config, where=where))
+    report["recipe"] = recipe.run.name
+    report["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_json(loaded.run.evaluation_file, report)
+    return report

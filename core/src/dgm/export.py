@@ -9,8 +9,8 @@ from pathlib import Path
 
 from dgm.errors import ExportError
 from dgm.families.diffusion import Diffusion
+from dgm.loaded_run import LoadedRun
 from dgm.runs import RunDir
-from dgm.workflows import load_family
 
 EXPORT_INFO = "dgm_export.json"
 
@@ -25,7 +25,8 @@ def export_diffusers(run: RunDir, out: Path, echo=print) -> Path:
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{str(out)!r} exists and is not empty; nothing was written. "
                           "Choose a new folder")
-    family, _, recipe = load_family(run)
+    loaded = LoadedRun.open(run)
+    family, recipe = loaded.family, loaded.recipe
     where = f"run {str(run.path)!r}"
     if not isinstance(family, Diffusion):
         raise ExportError(f"{where} trained a {type(family).__name__}; only diffusion runs "

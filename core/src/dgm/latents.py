@@ -22,12 +22,11 @@ def _load_autoencoder(run_path: str) -> tuple[Family, Modality, Any]:
     """The trained family of ``run_path`` and its data modality; it must encode and
     decode."""
     from dgm.errors import RunDirError
-    from dgm.runs import RunDir
-    from dgm.workflows import load_family
+    from dgm.loaded_run import LoadedRun
 
     try:
-        run = RunDir.open(run_path)
-        family, modality, recipe = load_family(run)
+        loaded = LoadedRun.open(run_path)
+        family, modality, recipe = loaded.family, loaded.modality, loaded.recipe
     except RunDirError as exc:
         raise DataError(f"data.run = {run_path!r}: no trained autoencoder there ({exc}). "
                         "Train one first, e.g. `dgm run recipes/image/digits-vae.toml`") from None

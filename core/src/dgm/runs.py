@@ -23,6 +23,7 @@ from typing import Any
 
 from dgm.contract import DataInfo
 from dgm.errors import RunDirError
+from dgm.recipes import Recipe, read_recipe
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -128,3 +129,50 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2))
+
+
+RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
+"""Keys that may differ between a run folder's recipe and a command resuming it."""
+
+
+def run_dir_for(recipe: Recipe) -> RunDir:
+    """The folder a recipe's run lives in: ``run.dir``, else ``runs/<run.name>``."""
+    run = recipe.run
+    return RunDir(Path(run.dir) if run.dir else Path("runs") / run.name)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...] = ()
+                 ) -> list[tuple[str, ...]]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = (*prefix, key)
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, path)
+        elif va != vb:
+            out.append(path)
+    return out
+
+
+def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
+    """Create the run folder, or check that an existing one holds the same recipe.
+    ``write=False`` only checks: the other processes of a multi-process run, which
+    come after the main process has written the folder."""
+    text = recipe.to_toml()
+    if run.recipe_file.exists():
+        saved = read_recipe(run.recipe_file)
+        changed = [d for d in _differences(saved.tables, recipe.tables)
+                   if d not in RESUMABLE_CHANGES]
+        if changed:
+            keys = ", ".join(".".join(d) for d in changed)
+            raise RunDirError(
+                f"run folder {str(run.path)!r} holds a run of a different recipe (differs in: "
+                f"{keys}). Nothing was changed. Resume it with the same settings, or start a "
+                f"new run with run.dir=<new folder> or run.name=<new name>"
+            )
+    elif run.path.exists() and any(run.path.iterdir()):
+        raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
+                          "another run.dir")
+    if write:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run.recipe_file, text)

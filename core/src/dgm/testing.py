@@ -392,8 +392,8 @@ class ModalityConformance:
 
     def test_family_trains_saves_and_loads(self, family: str, built_modality: Any,
                                            tmp_path: Path) -> None:
-        from dgm.runs import RunDir
-        from dgm.workflows import load_family, run_recipe
+        from dgm.loaded_run import LoadedRun
+        from dgm.workflows import run_recipe
 
         tables = self._recipe(family, tmp_path / "run", built_modality)
         path = write_recipe(tables, tmp_path / "recipe.toml")
@@ -408,7 +408,7 @@ class ModalityConformance:
             f"in {run.samples_dir}, found {len(files)}")
         draws = []
         for _ in range(2):  # the saved weights load, and sample alike
-            model, modality, _ = load_family(RunDir.open(run.path))
+            model = LoadedRun.open(run.path).family
             draws.append(model.sample(2, generator=torch.Generator().manual_seed(5)).cpu())
             assert tuple(draws[-1].shape[1:]) == tuple(run.read_data_info().shape), (
                 f"{self.modality} with {family}: samples have shape "

@@ -69,14 +69,8 @@ class Autoregressive(Family):
         instead, in one pass (given the encoded condition as its ``condition`` keyword
         when conditional)."""
         parameter = next(self.network.parameters())
-        e = None
-        if self.condition_encoder is not None:
-            c = condition if condition is not None else \
-                self.condition_encoder.random(n, generator, parameter.device)
-            e = self.condition_encoder(c.to(parameter.device), n)
-        elif condition is not None:
-            raise ValueError("this autoregressive model is unconditional; it takes no "
-                             "condition")
+        c = self.condition_for_sampling(condition, n, generator, parameter.device)
+        e = self.encoded_condition(c, n)
         if has(self.network, CACHED_GENERATION) and len(self.data_shape) == 2:
             extra = {} if e is None else {"condition": e}
             return self.network.generate(n, self.data_shape[1], self.likelihood, generator,

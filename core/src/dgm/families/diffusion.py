@@ -142,13 +142,8 @@ class Diffusion(Family):
             raise ValueError(f"steps must be at least 1, got {steps}")
         scheduler.set_timesteps(min(steps, self.scheduler.config.num_train_timesteps),
                                 device=device)
-        e = None
-        if self.condition_encoder is not None:
-            c = condition if condition is not None else \
-                self.condition_encoder.random(n, generator, device)
-            e = self.condition_encoder(c.to(device), n)
-        elif condition is not None:
-            raise ValueError("this diffusion model is unconditional; it takes no condition")
+        c = self.condition_for_sampling(condition, n, generator, device)
+        e = self.encoded_condition(c, n)
         x = seeded_random.randn((n, *shape), generator, device)
         x = x * scheduler.init_noise_sigma
         for t in scheduler.timesteps:

@@ -409,13 +409,8 @@ class Flow(Family):
         latents = [self.temperature * seeded_random.randn((n, *shape), generator, device,
                                                           dtype)
                    for shape in self.flow.latent_shapes]
-        e = None
-        if self.condition_encoder is not None:
-            c = condition if condition is not None else \
-                self.condition_encoder.random(n, generator, device)
-            e = self.condition_encoder(c.to(device), n)
-        elif condition is not None:
-            raise ValueError("this flow is unconditional; it takes no condition")
+        c = self.condition_for_sampling(condition, n, generator, device)
+        e = self.encoded_condition(c, n)
         y = self.flow.inverse(latents, e)
         if self.grid is None:
             return y

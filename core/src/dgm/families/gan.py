@@ -193,11 +193,8 @@ class GAN(Family):
         z = self.prior.sample(n, generator)
         if size is not None:
             z = self._latents_for(n, size, generator, z.device)
-        if self.condition_encoder is not None and condition is None:
-            condition = self.condition_encoder.random(n, generator, z.device)
-        elif self.condition_encoder is None and condition is not None:
-            raise ValueError("this GAN is unconditional; it takes no condition")
-        x = self.generate(z, None if condition is None else condition.to(z.device))
+        c = self.condition_for_sampling(condition, n, generator, z.device)
+        x = self.generate(z, c)
         x = x.clamp(*self.value_range)
         return x if self.grid is None else self.grid.quantize(x)
 

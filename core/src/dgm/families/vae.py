@@ -79,13 +79,8 @@ class VAE(Family):
     def sample(self, n: int, generator: torch.Generator | None = None,
                condition: Tensor | None = None) -> Tensor:
         z = self.prior.sample(n, generator)
-        e = None
-        if self.condition_encoder is not None:
-            c = condition if condition is not None else \
-                self.condition_encoder.random(n, generator, z.device)
-            e = self.condition_encoder(c.to(z.device), n)
-        elif condition is not None:
-            raise ValueError("this VAE is unconditional; it takes no condition")
+        c = self.condition_for_sampling(condition, n, generator, z.device)
+        e = self.encoded_condition(c, n)
         params = self._decode_params(z, e)
         if self.sample_mean:
             return self.likelihood.mean(params)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
+from dgm.errors import RecipeError
 from dgm_audio.codec import resample
 from dgm_audio.datasets import spoken_digits
 from dgm_audio.representations import LogMel
@@ -146,13 +147,14 @@ def score_run(run_path: Path, n_per_class: int = 10, seed: int = 0,
     ``intelligibility.json`` in the run folder and, with ``out``, each digit's samples
     as WAV files with their spectrogram grid and listening page in ``out/<digit>/``,
     and ``out/index.html`` linking them with what the classifier heard."""
-    from dgm.evaluation import draw_samples
-    from dgm.runs import RunDir
-    from dgm.workflows import condition_index, load_family
+    from dgm.loaded_run import LoadedRun
+    from dgm.sampling import class_index, draw_samples
 
-    run = RunDir.open(run_path)
-    family, modality, _ = load_family(run)
-    info = run.read_data_info()
+    loaded = LoadedRun.open(run_path)
+    run, family, modality, info = loaded.run, loaded.family, loaded.modality, loaded.info
+    if not family.conditional:
+        raise RecipeError(f"run {str(run.path)!r} was trained without a condition: "
+                          "intelligibility scores samples drawn for each digit")
     rate = modality.representation.metadata["sample_rate"]
     model = train_classifier(cache_dir, echo, epochs=classifier_epochs)
     real = accuracy_on_test_voices(model)
@@ -160,7 +162,7 @@ def score_run(run_path: Path, n_per_class: int = 10, seed: int = 0,
     correct = 0
     pages: list[str] = []
     for name in info.condition.classes:
-        index = condition_index(run, family, name)
+        index = class_index(loaded, name)
         start = time.perf_counter()
         samples = draw_samples(family, n_per_class, n_per_class, seed + index, options,
                                condition=index)

@@ -82,11 +82,10 @@ def score_run(run: Path, n_per_class: int = 50, seed: int = 0,
               options: dict | None = None, model: DigitClassifier | None = None) -> dict:
     """Draw ``n_per_class`` samples of every digit from a class-conditional digits run
     and report the share the classifier assigns to the class asked for."""
-    from dgm.evaluation import draw_samples
-    from dgm.runs import RunDir
-    from dgm.workflows import load_family
+    from dgm.loaded_run import LoadedRun
+    from dgm.sampling import draw_samples
 
-    family, _, _ = load_family(RunDir.open(run))
+    family = LoadedRun.open(run).family
     if not family.conditional:
         raise SystemExit(f"{run}: the run was trained without a condition")
     model = model or train_classifier()
