@@ -19,6 +19,13 @@ budget (15 minutes of training on 2 CPU cores) as the unconditional row of
 - for diffusion, a guidance-scale curve (0, 1, 2, 4): class accuracy against
   within-class MMD.
 
+Two more VAE rows give the digit another way (``data.condition``): ``vae-text``, its
+name spelt in letters ("seven", a token condition through ``core:token-encoder``), and
+``vae-thumbnail``, the digit averaged down to 4x4 (a tensor condition through
+``core:tensor-encoder``; its samples of digit k are drawn for the thumbnails of the
+real test digits k, so class accuracy says whether the 8x8 sample is the digit the
+thumbnail shows).
+
 Run by hand from the repository root (about an hour on 2 cores)::
 
     .venv/bin/python benchmarks/conditional_digits.py
@@ -65,7 +72,12 @@ ROWS: dict[str, dict[str, Any]] = {
     "diffusion": {"recipe": "recipes/image/digits-diffusion.toml",
                   "overrides": ["condition.dropout=0.1"]},
     "gan": {"recipe": "recipes/image/digits-gan.toml"},
+    "vae-text": {"recipe": "recipes/image/digits-vae.toml", "condition": "text",
+                 "overrides": ["data.condition=text"], "unconditional": "vae"},
+    "vae-thumbnail": {"recipe": "recipes/image/digits-vae.toml", "condition": "thumbnail",
+                      "overrides": ["data.condition=thumbnail"], "unconditional": "vae"},
 }
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def by_class(split: str) -> dict[int, torch.Tensor]:
@@ -73,13 +85,26 @@ def by_class(split: str) -> dict[int, torch.Tensor]:
     return {k: data.x[data.c == k] for k in range(10)}
 
 
-def score(family: Any, classifier: Any, test: dict[int, torch.Tensor],
+def given_digit(info: Any, k: int, test: dict[int, torch.Tensor], n: int
+                ) -> dict[str, Any]:
+    """The ``draw_samples`` keywords that ask for digit ``k`` in the run's condition: its
+    class, its name, or the thumbnails of ``n`` real test digits k."""
+    if info.condition.kind == "tokens":
+        return {"condition": info.condition.encode_text(WORDS[k])}
+    if info.condition.kind == "tensor":
+        real = test[k][torch.arange(n) % len(test[k])]
+        return {"conditions": torch.nn.functional.avg_pool2d(real, 2)}
+    return {"condition": k}
+
+
+def score(loaded: Any, classifier: Any, test: dict[int, torch.Tensor],
           options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Class accuracy and within-class MMD of ``PER_CLASS`` samples of every digit."""
     mmd = kernel_mmd()
     accuracy, distances = {}, {}
     for k in range(10):
-        samples = draw_samples(family, PER_CLASS, 100, 1000 + k, options, condition=k)
+        samples = draw_samples(loaded.family, PER_CLASS, 100, 1000 + k, options,
+                               **given_digit(loaded.info, k, test, PER_CLASS))
         accuracy[str(k)] = float((predict(classifier, samples) == k).double().mean())
         distances[str(k)] = float(mmd(samples.flatten(1), test[k].flatten(1)))
     return {"class_accuracy": sum(accuracy.values()) / 10, "per_class_accuracy": accuracy,
@@ -130,8 +155,8 @@ def main() -> None:
         timings = timed_dgm_run(row["recipe"], args.runs / name, overrides, args.reuse,
                                 cwd=ROOT)
         report = json.loads((args.runs / name / "evaluation.json").read_text())
-        family = LoadedRun.open(RunDir.open(args.runs / name)).family
-        scored = score(family, classifier, test)
+        loaded = LoadedRun.open(RunDir.open(args.runs / name))
+        scored = score(loaded, classifier, test)
         result = {"row": name, "recipe": row["recipe"],
                   "overrides": overrides,
                   "report": report, "steps": timings["steps"],
@@ -144,7 +169,7 @@ def main() -> None:
             result["unconditional_nll_nats"] = before
             result["nll_gain_nats"] = before - report["nll_nats"]
         if name == "diffusion":
-            result["guidance"] = [{"guidance": g, **score(family, classifier, test,
+            result["guidance"] = [{"guidance": g, **score(loaded, classifier, test,
                                                           {"guidance": g})}
                                   for g in GUIDANCE]
         rows[name] = result
@@ -181,11 +206,13 @@ def write_pictures(runs: Path, folder: Path, names: list[str], per_class: int = 
     from dgm_image.previews import make_grid
 
     folder.mkdir(parents=True, exist_ok=True)
+    test = by_class("test")
     for name in names:
         if not (runs / name / "model").is_dir():
             continue
-        family = LoadedRun.open(RunDir.open(runs / name)).family
-        rows = [draw_samples(family, per_class, per_class, 2000 + k, condition=k)
+        loaded = LoadedRun.open(RunDir.open(runs / name))
+        rows = [draw_samples(loaded.family, per_class, per_class, 2000 + k,
+                             **given_digit(loaded.info, k, test, per_class))
                 for k in range(10)]
         write_image(make_grid(torch.cat(rows), columns=per_class),
                     folder / f"digits-given-class-{name}.png")
@@ -205,7 +232,11 @@ def write_markdown(out: dict[str, Any], path: Path) -> None:
         "family's shipped digits recipe with `condition.use=true` (same networks and "
         "steps as digits_table; `condition.dim` 32 unless the row says otherwise: "
         "vae-dim4 is the VAE with `condition.dim=4`; diffusion adds "
-        "`condition.dropout=0.1`); training budget 15 minutes on 2 CPU cores. NLL in "
+        "`condition.dropout=0.1`; vae-text is given the digit's name spelt in letters "
+        "(`data.condition=text`, core:token-encoder) and vae-thumbnail the digit "
+        "averaged down to 4x4 (`data.condition=thumbnail`, core:tensor-encoder; scored "
+        "on samples drawn for the thumbnails of real test digits)); training budget "
+        "15 minutes on 2 CPU cores. NLL in "
         "nats per test image (447 images, 17 levels); "
         f"{out['settings']['samples_per_class']} samples per digit scored by the "
         "project's digit classifier, whose accuracy on the real test digits is "

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dgm import hookimpl
-from dgm.conditions import ClassEmbedding
+from dgm.conditions import ClassEmbedding, TensorEncoder, TokenEncoder
 from dgm.denoisers import Conv1dDenoiser, MLPDenoiser, UNet2DDenoiser
 from dgm.families.autoregressive import build_autoregressive
 from dgm.families.diffusion import build_diffusion
@@ -79,6 +79,10 @@ def register_datasets(register: Register) -> None:
 def register_networks(register: Register) -> None:
     register("class-embedding", ClassEmbedding, "Condition encoder for class conditions: "
              "a learned vector per class (the default [networks.condition])")
+    register("token-encoder", TokenEncoder, "Condition encoder for token conditions (text): "
+             "embeddings, a small transformer over the real tokens, mean pooled")
+    register("tensor-encoder", TensorEncoder, "Condition encoder for tensor conditions (a "
+             "thumbnail, a mel): convolutions, pooled, flattened, projected")
     register("unet2d", UNet2DDenoiser, "diffusers UNet2DModel denoiser for (C, H, W) arrays "
              "(x_t, t, condition); circular padding on request")
     register("conv1d-denoiser", Conv1dDenoiser, "Residual 1-D conv denoiser for (C, L) "

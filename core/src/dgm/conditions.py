@@ -34,7 +34,82 @@ class ClassEmbedding(nn.Module):
         return self.embedding(c.long().reshape(-1))
 
 
-DEFAULT_CONDITION_NETWORKS = {"class": "core:class-embedding"}
+class TokenEncoder(nn.Module):
+    """A token condition to a vector: ``(B, max_length)`` int64 indices (0: padding) to
+    ``(B, dim)``. Token and learned position embeddings go through a small pre-norm
+    transformer that ignores the padding; the mean over the real tokens (the length is
+    the count of non-zero indices) is projected to ``dim``, starting at unit expected
+    squared norm like :class:`ClassEmbedding`."""
+
+    def __init__(self, condition: Condition, dim: int = 32, width: int = 64,
+                 layers: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        if condition.kind != "tokens":
+            raise ValueError(f"core:token-encoder encodes token conditions, not "
+                             f"{condition.kind!r} ones")
+        if dim < 1 or layers < 0 or width % heads:
+            raise ValueError(f"need dim >= 1, layers >= 0 and width divisible by heads; got "
+                             f"dim={dim}, layers={layers}, width={width}, heads={heads}")
+        self.tokens = nn.Embedding(len(condition.vocabulary), width, padding_idx=0)
+        self.positions = nn.Parameter(torch.randn(condition.max_length, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+        nn.init.normal_(self.out.weight, std=(width * dim) ** -0.5)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, c: Tensor) -> Tensor:
+        tokens = c.long()
+        padding = tokens == 0
+        padding[:, 0] &= ~padding.all(1)  # an empty text attends to its first position
+        h = self.tokens(tokens) + self.positions[: tokens.shape[1]]
+        h = self.transformer(h, src_key_padding_mask=padding)
+        keep = (~padding).unsqueeze(-1).to(h.dtype)
+        pooled = (h * keep).sum(1) / keep.sum(1)
+        return self.out(self.norm(pooled))
+
+
+class TensorEncoder(nn.Module):
+    """A tensor condition ``(B, C, *spatial)`` (one or two spatial dimensions, or none) to
+    ``(B, dim)``: two 3-wide convolutions, an average pool to at most ``resolution``
+    positions per dimension, and a linear map of the flattened features, so where things
+    are in a small condition (a 4x4 thumbnail) survives."""
+
+    def __init__(self, condition: Condition, dim: int = 32, width: int = 32,
+                 resolution: int = 8) -> None:
+        super().__init__()
+        if condition.kind != "tensor":
+            raise ValueError(f"core:tensor-encoder encodes tensor conditions, not "
+                             f"{condition.kind!r} ones")
+        channels, *spatial = condition.shape
+        if len(spatial) > 2 or dim < 1 or resolution < 1:
+            raise ValueError(f"core:tensor-encoder takes (C,), (C, L) or (C, H, W) "
+                             f"conditions, dim >= 1 and resolution >= 1; got shape "
+                             f"{condition.shape}, dim={dim}, resolution={resolution}")
+        pooled = [min(s, resolution) for s in spatial]
+        if spatial:
+            conv = nn.Conv1d if len(spatial) == 1 else nn.Conv2d
+            pool = nn.AdaptiveAvgPool1d if len(spatial) == 1 else nn.AdaptiveAvgPool2d
+            self.features: nn.Module = nn.Sequential(
+                conv(channels, width, 3, padding=1), nn.SiLU(),
+                conv(width, width, 3, padding=1), nn.SiLU(), pool(tuple(pooled)))
+            flat = width
+            for s in pooled:
+                flat *= s
+        else:
+            self.features, flat = nn.Identity(), channels
+        self.out = nn.Linear(flat, dim)
+        nn.init.normal_(self.out.weight, std=(flat * dim) ** -0.5)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, c: Tensor) -> Tensor:
+        return self.out(self.features(c.float()).flatten(1))
+
+
+DEFAULT_CONDITION_NETWORKS = {"class": "core:class-embedding", "tokens": "core:token-encoder",
+                              "tensor": "core:tensor-encoder"}
 """The registered condition network each condition kind uses when a recipe names none."""
 
 

@@ -182,6 +182,34 @@ class Condition:
     def of_tensor(cls, modality: str, shape: Sequence[int]) -> Condition:
         return cls("tensor", modality=modality, shape=tuple(shape))
 
+    def encode_text(self, text: str) -> Tensor:
+        """A token condition's ``(max_length,)`` int64 indices for ``text``, matching the
+        longest vocabulary entry at each position (characters, or phonemes of several
+        characters) and padding with 0. Text that no entry matches, or that needs more
+        than ``max_length`` tokens, is a ValueError saying where."""
+        if self.kind != "tokens":
+            raise ValueError(f"encode_text needs a tokens condition, not {self.kind!r}")
+        entries = sorted(((v, i) for i, v in enumerate(self.vocabulary) if i and v),
+                         key=lambda entry: -len(entry[0]))
+        tokens, position = [], 0
+        while position < len(text):
+            match = next(((v, i) for v, i in entries if text.startswith(v, position)), None)
+            if match is None:
+                shown = "".join(v for v in self.vocabulary[1:] if len(v) == 1) or \
+                    ", ".join(self.vocabulary[1:])
+                raise ValueError(f"{text[position]!r} at position {position} of {text!r} is "
+                                 f"not in the vocabulary ({shown!r})")
+            tokens.append(match[1])
+            position += len(match[0])
+        if len(tokens) > self.max_length:
+            raise ValueError(f"{text!r} is {len(tokens)} tokens; the model takes at most "
+                             f"{self.max_length}")
+        return torch.tensor(tokens + [0] * (self.max_length - len(tokens)))
+
+    def decode_tokens(self, tokens: Tensor) -> str:
+        """The text of a token condition's indices (padding dropped)."""
+        return "".join(self.vocabulary[int(i)] for i in tokens.reshape(-1) if int(i))
+
     def describe(self) -> str:
         """One line for messages: what a model trained on this condition accepts."""
         if self.kind == "class":

@@ -15,21 +15,31 @@ from dgm_image.codec import read_image
 
 MODALITY = "image:image"
 DIGITS_SPLITS = {"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)}
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+LETTERS = ("<pad>", " ", *"abcdefghijklmnopqrstuvwxyz")
+"""The character vocabulary of the digits' text condition: index 0 is padding."""
+DigitsCondition = Literal["class", "text", "thumbnail"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 class TensorImages(TensorData):
-    """Images and optional conditions (class indices) held in memory."""
+    """Images and optional conditions (class indices, token sequences or tensors) held
+    in memory."""
 
     @property
     def images(self) -> Tensor:
         return self.x
 
 
-def digits(split: str) -> TensorImages:
+def digits(split: str, condition: DigitsCondition = "class") -> TensorImages:
     """scikit-learn's bundled 8x8 handwritten digits (UCI optical digits test set), 17
     intensity levels 0..16 mapped to [-1, 1]. The split follows the file's order:
-    examples 0-999 train, 1000-1349 val, 1350-1796 test."""
+    examples 0-999 train, 1000-1349 val, 1350-1796 test.
+
+    ``condition`` is what each digit carries: ``class`` (its class, 0..9), ``text`` (its
+    name spelt in letters, "seven": a token condition) or ``thumbnail`` (the digit
+    averaged down to 4x4: a tensor condition in the image modality, for generating
+    a sharp 8x8 digit from a small one)."""
     from sklearn.datasets import load_digits
 
     if split not in DIGITS_SPLITS:
@@ -39,9 +49,20 @@ def digits(split: str) -> TensorImages:
     pixels = torch.as_tensor(bunch.data[start:stop], dtype=torch.float32)
     images = (pixels / 8.0 - 1.0).reshape(-1, 1, 8, 8)
     labels = torch.as_tensor(bunch.target[start:stop], dtype=torch.long)
-    info = DataInfo(MODALITY, (1, 8, 8), levels=17,
-                    condition=Condition.of_classes([str(i) for i in range(10)]))
-    return TensorImages(images, labels, info)
+    if condition == "class":
+        declared = Condition.of_classes([str(i) for i in range(10)])
+        c = labels
+    elif condition == "text":
+        declared = Condition.of_tokens(LETTERS, max(len(w) for w in DIGIT_WORDS))
+        c = torch.stack([declared.encode_text(DIGIT_WORDS[k]) for k in labels.tolist()])
+    elif condition == "thumbnail":
+        declared = Condition.of_tensor(MODALITY, (1, 4, 4))
+        c = torch.nn.functional.avg_pool2d(images, 2)
+    else:
+        raise DataError(f"digits: unknown condition {condition!r}; conditions are class, "
+                        "text and thumbnail")
+    info = DataInfo(MODALITY, (1, 8, 8), levels=17, condition=declared)
+    return TensorImages(images, c, info)
 
 
 def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
