@@ -44,7 +44,13 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "bench-digits" / "diffusion")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--samplers", nargs="+", default=None, metavar="SAMPLER",
+                        help="measure only these samplers (e.g. ddim dpm-solver++); the "
+                        "other rows keep their earlier figures and dates")
     args = parser.parse_args()
+    previous_file = RESULTS / "diffusion_samplers.json"
+    previous = (json.loads(previous_file.read_text())["rows"] if previous_file.is_file()
+                else [])
     loaded = LoadedRun.open(RunDir.open(args.run))
     family, recipe = loaded.family, loaded.recipe
     registry = get_registry()
@@ -57,6 +63,10 @@ def main() -> None:
     reference = {k: float(m(real, train_x)) for k, m in metrics.items()}
     rows = []
     for sampler, steps in CONFIGS:
+        if args.samplers and sampler not in args.samplers:
+            kept = [r for r in previous if (r["sampler"], r["steps"]) == (sampler, steps)]
+            rows += kept
+            continue
         values: dict[str, list[float]] = {k: [] for k in metrics}
         seconds = []
         for seed in range(args.seeds):
@@ -69,7 +79,12 @@ def main() -> None:
             for k, m in metrics.items():
                 values[k].append(float(m(samples, real)))
         row: dict[str, Any] = {"sampler": sampler, "steps": steps,
-                               "seconds_per_sample": statistics.mean(seconds) / n}
+                               "seconds_per_sample": statistics.mean(seconds) / n,
+                               "date": time.strftime("%Y-%m-%d")}
+        before = [r for r in previous if (r["sampler"], r["steps"]) == (sampler, steps)]
+        if before:  # what this row measured last time, to quote beside it
+            row["previous"] = {k: before[0].get(k) for k in ("mmd", "patch_swd",
+                                                             "seconds_per_sample", "date")}
         for k, v in values.items():
             row[k] = statistics.mean(v)
             row[f"{k}_spread"] = (max(v) - min(v)) / 2
@@ -88,12 +103,12 @@ def main() -> None:
              f"{m['date']}; {m['platform']}; {m['cpu_count']} CPUs, {m['torch_threads']} "
              f"torch threads; diffusers {m['diffusers']}. {n} samples per set, mean over "
              f"{args.seeds} seeds (± half the range); metrics against the {n} test digits.",
-             "", "| sampler | steps (network evaluations) | ms per sample | MMD | patch SWD |",
-             "|---|---:|---:|---:|---:|"]
+             "", "| sampler | steps (network evaluations) | ms per sample | MMD | patch SWD "
+             "| measured |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['seconds_per_sample'] * 1e3:.2f} "
                      f"| {r['mmd']:.4f} ± {r['mmd_spread']:.4f} | {r['patch_swd']:.4f} ± "
-                     f"{r['patch_swd_spread']:.4f} |")
+                     f"{r['patch_swd_spread']:.4f} | {r.get('date', '2026-11-23')} |")
     lines.append(f"| real vs real | - | - | {reference['mmd']:.4f} | "
                  f"{reference['patch_swd']:.4f} |")
     (RESULTS / "diffusion_samplers.md").write_text("\n".join(lines) + "\n")

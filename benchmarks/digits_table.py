@@ -71,6 +71,7 @@ def main() -> None:
         timings = train(name, args.runs, args.reuse)
         report = json.loads((args.runs / name / "evaluation.json").read_text())
         target = ROWS[name]["target"]
+        before = rows.get(name)
         rows[name] = {
             "row": name, "recipe": ROWS[name]["recipe"], "report": report,
             "steps": timings["steps"], "train_seconds": timings["train_seconds"],
@@ -80,6 +81,10 @@ def main() -> None:
             "meets_target": None if target is None else report["nll_nats"] <= target,
             "machine": machine(),
         }
+        if before is not None:  # what this row measured last time, to quote beside it
+            rows[name]["previous"] = {"nll_nats": before["report"].get("nll_nats"),
+                                      "train_seconds": before["train_seconds"],
+                                      "date": before.get("machine", {}).get("date")}
         print(f"  {timings['train_seconds']:.0f} s training, NLL "
               f"{report.get('nll_nats', float('nan')):.2f}", flush=True)
     ordered = [rows[n] for n in ROWS if n in rows]

@@ -67,6 +67,14 @@ def main() -> None:
         report = json.loads((run / "evaluation.json").read_text())
         row = {"recipe": ROWS[name], **timings, "report": report,
                "within_budget": timings["train_seconds"] <= BUDGET_S, "machine": machine()}
+        if name in rows:  # what this row measured last time, to quote beside it
+            before = rows[name]
+            row["previous"] = {
+                "nll_nats": before["report"].get("nll_nats"),
+                "train_seconds": before.get("train_seconds"),
+                "accuracy_on_generated": before.get("intelligibility", {}).get(
+                    "accuracy_on_generated"),
+                "date": before.get("machine", {}).get("date")}
         if name == "diffusion":
             score = score_run(run, n_per_class=10, out=run / "per-digit")
             row["intelligibility"] = score
