@@ -30,3 +30,19 @@ def dgm_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env.setdefault("PYTHONHASHSEED", "0")
     return subprocess.run([sys.executable, "-m", "dgm", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def fit_for_epochs(family, data, epochs: int, lr: float = 3e-3, batch_size: int = 64) -> None:
+    """Train ``family`` on ``data`` with Adam for a few epochs, without the Trainer: for
+    tests of what a briefly trained model has learnt. Leaves it in eval mode."""
+    import torch
+
+    optimizer = torch.optim.Adam(family.parameters(), lr=lr)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True)
+    for _ in range(epochs):
+        for batch in loader:
+            loss, _ = family.loss(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    family.eval()

@@ -18,6 +18,7 @@ from dgm.errors import RecipeError
 from dgm.recipes import Recipe
 from dgm.sampling import sample
 from dgm.testing import tiny_recipe, write_recipe
+from tests.conftest import fit_for_epochs
 
 LETTERS = Condition.of_tokens(("<pad>", *"abcdefghijklmnopqrstuvwxyz"), 6)
 PHONEMES = Condition.of_tokens(("<pad>", "t", "h", "th", "e"), 4)
@@ -79,15 +80,7 @@ def test_a_text_conditioned_model_puts_more_mass_on_its_own_digit_name(host):
     assert train.info.condition.kind == "tokens"
     torch.manual_seed(0)
     family = build_family(recipe, host.registry, train.info)
-    optimizer = torch.optim.Adam(family.parameters(), lr=3e-3)
-    loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
-    for _ in range(6):
-        for batch in loader:
-            loss, _ = family.loss(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    family.eval()
+    fit_for_epochs(family, train, epochs=6)
     words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     names = torch.stack([train.info.condition.encode_text(w) for w in words])
     x = torch.stack([test[i]["x"] for i in range(200)])

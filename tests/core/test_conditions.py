@@ -21,6 +21,7 @@ from dgm.errors import RecipeError
 from dgm.recipes import Recipe
 from dgm.runs import RunDir
 from dgm.testing import registered_plugin, tiny_recipe, write_recipe
+from tests.conftest import fit_for_epochs
 
 CLASSES = Condition.of_classes(["a", "b", "c"])
 
@@ -116,15 +117,7 @@ def test_a_class_conditional_model_puts_more_mass_on_its_own_class(host):
     test = build_data(recipe, host.registry, "test")
     torch.manual_seed(0)
     family = build_family(recipe, host.registry, train.info)
-    optimizer = torch.optim.Adam(family.parameters(), lr=3e-3)
-    loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
-    for _ in range(6):
-        for batch in loader:
-            loss, _ = family.loss(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    family.eval()
+    fit_for_epochs(family, train, epochs=6)
     x = torch.stack([test[i]["x"] for i in range(200)])
     c = torch.stack([test[i]["c"] for i in range(200)])
     scores = torch.stack([family.log_likelihood(x, torch.full_like(c, k)).values
