@@ -59,19 +59,32 @@ def test_a_plugin_that_raises_at_import_is_reported_and_the_rest_work(tmp_path):
     assert "error: RuntimeError: kaboom at import" in text
 
 
-def test_a_clashing_name_is_reported_naming_both_plugins(tmp_path):
-    fake_distribution(tmp_path, "impostor", """
+def test_a_plugin_cannot_take_another_plugins_name_whichever_loads_first(tmp_path):
+    # "aaa" sorts before "image", so it loads first: the order must not decide the owner
+    fake_distribution(tmp_path, "aaa", """
         from dgm import hookimpl
 
         @hookimpl
         def register_datasets(register):
             register("image:digits", object)
-            register("mine", object)
+            register("aaa:mine", object)
         """)
     found = plugins_json(tmp_path)
-    assert "'image:digits' is registered by plugin 'image' and again by plugin " \
-           "'impostor'" in found["impostor"]["error"]
-    assert found["impostor"]["registered"] == {"datasets": ["impostor:mine"]}
+    assert "plugin 'aaa' registered dataset 'image:digits', a name in namespace 'image', " \
+           "which belongs to plugin 'image'; refused" in found["aaa"]["error"]
+    assert found["aaa"]["registered"] == {"datasets": ["aaa:mine"]}
+    assert found["image"]["error"] is None  # the genuine owner is never blamed
+    assert "image:digits" in found["image"]["registered"]["datasets"]
+
+
+def test_a_clashing_name_is_reported_naming_both_plugins():
+    from dgm.registry import Registry
+
+    registry = Registry()
+    registry.add("datasets", "digits", object, "image")
+    with pytest.raises(RegistryError, match="'image:digits' is registered by plugin 'image' and "
+                                        "again by plugin 'image'"):
+        registry.add("datasets", "image:digits", object, "image")
 
 
 def test_a_hook_that_raises_is_reported_against_its_plugin(tmp_path):

@@ -20,7 +20,8 @@ Every ``register`` callback has the signature::
 
     register(name: str, obj: object, description: str = "") -> None
 
-``name`` is a bare name (``"digits"``) or already namespaced (``"image:digits"``);
+``name`` is a bare name (``"digits"``) or namespaced in the plugin's own namespace
+(``"image:digits"`` from the image plugin; another plugin's namespace is refused);
 ``description`` is one line shown by ``dgm plugins`` and ``dgm recipes``.
 
 Registered objects are *factories*: callables whose keyword arguments are the settings a

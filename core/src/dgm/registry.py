@@ -86,7 +86,9 @@ class Registry:
         return True
 
     def add(self, kind: str, name: str, obj: Any, plugin: str, description: str = "") -> Entry:
-        """Add ``obj`` as ``plugin:name`` (or ``name`` if it already has a namespace)."""
+        """Add ``obj`` as ``plugin:name``. A name may be written already namespaced, but
+        only in the plugin's own namespace: a plugin owns its names, and no plugin can
+        take another's, whichever loads first."""
         if kind not in self._entries:
             raise RegistryError(f"unknown kind {kind!r}; kinds are: {', '.join(self.kinds)}")
         if not isinstance(name, str) or not name or name.count(":") > 1:
@@ -94,7 +96,16 @@ class Registry:
                 f"plugin {plugin!r} registered {self.singular(kind)} with an invalid name "
                 f"{name!r}: expected a non-empty string like 'digits' or 'image:digits'"
             )
-        full = name if ":" in name else f"{plugin}:{name}"
+        namespace, _, bare = name.rpartition(":")
+        if namespace and namespace != plugin:
+            owner = "dgm's core" if namespace == "core" else f"plugin {namespace!r}"
+            raise RegistryError(
+                f"plugin {plugin!r} registered {self.singular(kind)} {name!r}, a name in "
+                f"namespace {namespace!r}, which belongs to {owner}; refused. A plugin "
+                f"registers names only in its own namespace: register {bare!r} (found as "
+                f"{plugin + ':' + bare!r})"
+            )
+        full = f"{plugin}:{bare}"
         existing = self._entries[kind].get(full)
         if existing is not None:
             raise RegistryError(
