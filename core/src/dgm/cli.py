@@ -27,7 +27,7 @@ EPILOG = ("Errors print as one paragraph; add --traceback (or set DGM_TRACEBACK=
 def _cmd_run(args: argparse.Namespace) -> None:
     from dgm.workflows import run_recipe
 
-    run_recipe(args.recipe, args.overrides)
+    run_recipe(args.recipe, args.overrides, allow_outside=args.allow_outside)
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(see `dgm recipes`)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides, e.g. train.steps=200 family.latent_dim=8")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let run.dir lie outside the current folder (and $DGM_RUNS_ROOT)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sample", help="draw samples from a trained run",

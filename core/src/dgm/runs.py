@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import unicodedata
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from dgm.contract import DataInfo
-from dgm.errors import RunDirError
+from dgm.errors import RecipeError, RunDirError
 from dgm.recipes import Recipe, read_recipe
 
 CHECKPOINT_PREFIX = "step-"
@@ -135,10 +137,45 @@ RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
 """Keys that may differ between a run folder's recipe and a command resuming it."""
 
 
-def run_dir_for(recipe: Recipe) -> RunDir:
-    """The folder a recipe's run lives in: ``run.dir``, else ``runs/<run.name>``."""
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A run name: one folder name, no path, nothing a terminal shows differently."""
+RUNS_ROOT_VARIABLE = "DGM_RUNS_ROOT"
+
+
+def run_dir_for(recipe: Recipe, allow_outside: bool = False) -> RunDir:
+    """The folder a recipe's run lives in: ``run.dir``, else ``runs/<run.name>``.
+
+    ``run.name`` must be one safe folder name, and the folder must lie inside the
+    current folder or inside ``$DGM_RUNS_ROOT``: a recipe from someone else cannot make
+    dgm write elsewhere unless the person running it says so (``allow_outside``,
+    ``dgm run --allow-outside``)."""
     run = recipe.run
-    return RunDir(Path(run.dir) if run.dir else Path("runs") / run.name)
+    if not SAFE_NAME.fullmatch(run.name):
+        raise RecipeError(
+            f"{recipe.where('run.name')}: {run.name!r} is not a safe run name: use letters, "
+            "digits, '.', '_' and '-', starting with a letter or digit, at most 128 "
+            "characters (it names the folder runs/<run.name>); set run.dir for a folder "
+            "elsewhere")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in run.dir):
+        raise RecipeError(f"{recipe.where('run.dir')}: {run.dir!r} holds control or "
+                          "formatting characters; refused")
+    path = Path(run.dir) if run.dir else Path("runs") / run.name
+    if not allow_outside:
+        roots = [Path.cwd().resolve()]
+        if os.environ.get(RUNS_ROOT_VARIABLE):
+            roots.append(Path(os.environ[RUNS_ROOT_VARIABLE]).resolve())
+        resolved = path.resolve()
+        if not any(resolved == root or root in resolved.parents for root in roots):
+            raise RecipeError(
+                f"{recipe.where('run.dir')}: {run.dir!r} is {str(resolved)!r}, outside "
+                f"the current folder{' and $' + RUNS_ROOT_VARIABLE if len(roots) > 1 else ''}"
+                f"; nothing was written. A recipe may not choose where dgm writes: run from "
+                f"the folder that should hold the run, set {RUNS_ROOT_VARIABLE} to a folder "
+                f"that may hold runs, or pass --allow-outside")
+        if resolved in roots:
+            raise RecipeError(f"{recipe.where('run.dir')}: {run.dir!r} is the current folder "
+                              "(or the runs root) itself; give the run a folder of its own")
+    return RunDir(path)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...] = ()

@@ -397,7 +397,7 @@ class ModalityConformance:
 
         tables = self._recipe(family, tmp_path / "run", built_modality)
         path = write_recipe(tables, tmp_path / "recipe.toml")
-        run = run_recipe(str(path), [], echo=lambda *_: None)
+        run = run_recipe(str(path), [], echo=lambda *_: None, allow_outside=True)
         records = [r for r in run.read_metrics() if "loss" in r]
         assert records, f"{self.modality} with {family}: no loss was logged"
         assert all(math.isfinite(r["loss"]) for r in records), (

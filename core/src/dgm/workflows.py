@@ -54,20 +54,22 @@ class PreparedRun:
         return self.trainer.accelerator.is_main_process
 
 
-def prepare(recipe_ref: str, overrides: list[str], echo=print) -> PreparedRun:
+def prepare(recipe_ref: str, overrides: list[str], echo=print,
+            allow_outside: bool = False) -> PreparedRun:
     """Read the recipe, check everything that can be checked before training (names,
-    settings, the likelihood's support, the evaluation's settings, the run folder), and
-    build the data, the family and the trainer."""
+    settings, where the run folder is, the likelihood's support, the evaluation's
+    settings, the run folder's contents), and build the data, the family and the
+    trainer. ``allow_outside`` lets ``run.dir`` lie outside the current folder."""
     registry = get_registry()
     recipe = read_recipe(find_recipe(recipe_ref, registry), overrides)
     recipe.validate(registry)
+    run = run_dir_for(recipe, allow_outside)  # before anything is built
     train_data = build_data(recipe, registry, "train")
     modality = build_modality(train_data.info, registry)
     if recipe.evaluate.metrics is None:  # write the modality's default into the run
         recipe.tables.setdefault("evaluate", {})["metrics"] = list(modality.metrics)
     recipe = resolved(recipe)
     metric_entries(recipe, registry)  # unknown names fail now, not after training
-    run = run_dir_for(recipe)
     set_seed(recipe.run.seed)  # initial weights follow run.seed
     family = build_family(recipe, registry, train_data.info)
     _check_likelihood_support(family, train_data, recipe)
@@ -114,10 +116,11 @@ def finish(prepared: PreparedRun, echo=print) -> LoadedRun:
     return loaded
 
 
-def run_recipe(recipe_ref: str, overrides: list[str], echo=print) -> RunDir:
+def run_recipe(recipe_ref: str, overrides: list[str], echo=print,
+               allow_outside: bool = False) -> RunDir:
     """Train, sample and evaluate: ``dgm run``. One process speaks for a multi-process
-    run and finishes it."""
-    prepared = prepare(recipe_ref, overrides, echo)
+    run and finishes it. ``allow_outside``: see :func:`prepare`."""
+    prepared = prepare(recipe_ref, overrides, echo, allow_outside)
     fit(prepared, echo)
     if prepared.is_main_process:
         finish(prepared, echo)
