@@ -58,9 +58,13 @@ def test_folder_bad_files_are_named_or_skipped_with_a_warning(tmp_path):
     (tmp_path / "broken.flac").write_bytes(b"junk")
     settings = {"representation": "waveform", "duration": 0.1, "val_fraction": 0,
                 "test_fraction": 0}
-    with pytest.raises(DataError, match="broken.flac.*skip_bad"):
+    full = (tmp_path / "good.wav").read_bytes()
+    (tmp_path / "short.wav").write_bytes(full[:44 + 256])  # header says more samples
+    with pytest.raises(DataError, match=r"3 bad file\(s\): .*broken.flac.*quiet.wav.*is "
+                                        r"silent.*short.wav.*is truncated: its header declares "
+                                        r"\d+ samples, 128 are present.*skip_bad"):
         folder("train", str(tmp_path), **settings)
-    with pytest.warns(UserWarning, match="skipped 2.*broken.flac.*quiet.wav"):
+    with pytest.warns(UserWarning, match="skipped 3.*broken.flac.*quiet.wav.*short.wav"):
         data = folder("train", str(tmp_path), skip_bad=True, **settings)
     assert len(data) == 1 and data.c is None
     with pytest.raises(DataError, match="does not exist"):

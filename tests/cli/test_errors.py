@@ -130,7 +130,7 @@ def test_corrupt_image_in_a_folder_data_set_names_the_file(capsys, in_tmp):
                    "data.mode=L", "data.val_fraction=0.0", "data.test_fraction=0.0",
                    "likelihood.levels=256", *TINY)
     assert f"cannot read image '{images / 'broken.png'}'" in err
-    assert "data.skip_unreadable = true" in err
+    assert "data.skip_bad = true" in err
 
 
 def test_conv_network_that_cannot_fit_the_shape(capsys, in_tmp):

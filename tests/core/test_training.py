@@ -210,3 +210,40 @@ def test_mixed_precision_setting_decides_the_dtype_the_network_computes_in(
     messages = [str(w.message) for w in recwarn if issubclass(w.category, RecipeWarning)]
     fp16 = [m for m in messages if "'fp16' needs a GPU" in m and "trains in fp32" in m]
     assert len(fp16) == 1  # said by training, not again when the run samples and evaluates
+
+
+class AlwaysNaNFamily(NaNFamily):
+    """Finite for two batches, then NaN for good: weights that have gone bad."""
+
+    def loss(self, batch):
+        self.calls += 1
+        loss = (self.w * batch["x"]).pow(2).mean()
+        return (loss * float("nan") if self.calls > 2 else loss), {}
+
+
+class AlwaysNaNPlugin:
+    @hookimpl
+    def register_families(self, register):
+        register("always-nan", lambda ctx, **settings: AlwaysNaNFamily())
+
+
+@pytest.mark.filterwarnings("ignore::dgm.errors.RecipeWarning")  # the VAE tables
+def test_skipping_gives_up_after_a_bounded_run_of_nans_and_keeps_the_checkpoint(in_tmp,
+                                                                               capsys, host):
+    from dgm.training import SKIPS_IN_A_ROW
+
+    with registered_plugin(AlwaysNaNPlugin(), "test", host):
+        args = ["run", RECIPE, "run.dir=bad", "family.name=test:always-nan",
+                "train.steps=50", "train.checkpoint_every=2", "train.log_every=1", *TINY]
+        assert main(args) == 2  # stops: NaN at step 3, with the default on_nan = "stop"
+        capsys.readouterr()
+        assert main([*args, "train.on_nan=skip"]) == 2  # the same folder takes the change
+    err = capsys.readouterr().err
+    # resumed from step 2, two good batches (steps 3 and 4), then NaN for good
+    assert f"non-finite on {SKIPS_IN_A_ROW + 1} batches in a row at step 5" in err
+    assert "bad/checkpoints/step-00000004" in err and "different recipe" not in err
+    records = metrics(in_tmp / "bad")
+    assert sum("skipped" in r for r in records) == SKIPS_IN_A_ROW
+    saved = load_file(in_tmp / "bad" / "checkpoints" / "step-00000004" / "model.safetensors")
+    assert torch.isfinite(saved["w"])
+    assert 'on_nan = "skip"' in (in_tmp / "bad" / "recipe.toml").read_text()

@@ -66,15 +66,25 @@ def test_folder_data_set_labels_from_subfolders_and_disjoint_splits(tmp_path):
         assert train[i]["c"].item() == (1 if brightness >= 100 else 0)
 
 
-def test_folder_data_set_skips_unreadable_files_with_a_warning(tmp_path):
+def test_folder_data_set_names_every_bad_file_at_once_or_skips_them(tmp_path):
+    from PIL import Image
+
+    from dgm.errors import RecipeWarning
+
     make_folder(tmp_path, classes=("a",), per_class=5)
     (tmp_path / "a" / "bad.png").write_text("not an image")
-    with pytest.raises(DataError, match="bad.png"):
-        datasets.folder("train", str(tmp_path), mode="L", val_fraction=0, test_fraction=0)
-    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
-        data = datasets.folder("train", str(tmp_path), mode="L", val_fraction=0,
-                               test_fraction=0, skip_unreadable=True)
+    (tmp_path / "a" / "worse.png").write_text("nor this")
+    Image.new("L", (16, 16)).save(tmp_path / "a" / "zz-big.png")  # sorted last
+    split = {"mode": "L", "val_fraction": 0, "test_fraction": 0}
+    with pytest.raises(DataError, match=r"3 bad file\(s\): .*bad.png.*worse.png.*zz-big.png "
+                                        r"\(16x16 while the first image is 6x6.*skip_bad"):
+        datasets.folder("train", str(tmp_path), **split)
+    with pytest.warns(RecipeWarning, match="skipped 3 bad file"):
+        data = datasets.folder("train", str(tmp_path), skip_bad=True, **split)
     assert len(data) == 5
+    with pytest.warns(DeprecationWarning, match="skip_unreadable is deprecated"), \
+            pytest.warns(RecipeWarning):
+        datasets.folder("train", str(tmp_path), skip_unreadable=True, **split)
 
 
 def test_folder_errors_name_the_problem(tmp_path):

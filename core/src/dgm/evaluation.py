@@ -20,6 +20,7 @@ from dgm.loaded_run import LoadedRun
 from dgm.plugins import get_registry
 from dgm.recipes import EvaluateConfig, Recipe
 from dgm.registry import Entry, Registry
+from dgm.run_lock import run_folder_lock
 from dgm.runs import RunDir, write_json
 from dgm.sampling import draw_samples
 from dgm.settings import bind
@@ -169,6 +170,11 @@ def evaluate_run(run: RunDir | LoadedRun) -> dict[str, Any]:
     folder and returns the report (:func:`dgm.reporting.format_table` shows it)."""
     registry = get_registry()
     loaded = run if isinstance(run, LoadedRun) else LoadedRun.open(run, registry)
+    with run_folder_lock(loaded.run.path, "dgm evaluate"):
+        return _evaluate(loaded, registry)
+
+
+def _evaluate(loaded: LoadedRun, registry: Registry) -> dict[str, Any]:
     family, recipe = loaded.family, loaded.recipe
     config = recipe.evaluate
     data = build_data(recipe, registry, config.split)

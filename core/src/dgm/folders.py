@@ -4,11 +4,12 @@ sub-folder, and split at random with a fixed seed. Modality plugins read the fil
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgm.errors import DataError
+from dgm.errors import DataError, RecipeWarning
 
 
 @dataclass
@@ -47,3 +48,22 @@ def folder_split(path: str, suffixes: Collection[str], split: str, val_fraction:
     return FolderSplit(root, [files[i] for i in indices],
                        [classes.index(parts[i][0]) if len(parts[i]) > 1 else 0
                         for i in indices], classes)
+
+
+SHOWN_BAD_FILES = 20
+"""At most this many bad files are named in one message (then a count of the rest)."""
+
+
+def report_bad_files(bad: list[tuple[Path, str]], skip: bool, what: str) -> None:
+    """Every bad file a folder data set found in one pass, with why: one error that
+    names them all (so a user fixes them in one go), or, with ``data.skip_bad``, one
+    ``dgm: warning:`` that does. Nothing if there are none."""
+    if not bad:
+        return
+    shown = "; ".join(f"{path} ({why})" for path, why in bad[:SHOWN_BAD_FILES])
+    more = f"; and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
+    if not skip:
+        raise DataError(f"{what}: {len(bad)} bad file(s): {shown}{more}. Remove or fix "
+                        "them, or set data.skip_bad = true to skip such files with a warning")
+    warnings.warn(f"{what}: skipped {len(bad)} bad file(s): {shown}{more}", RecipeWarning,
+                  stacklevel=2)

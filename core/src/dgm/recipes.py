@@ -31,6 +31,8 @@ class RunConfig:
     """Run folder; default ``runs/<name>``."""
     description: str = ""
 
+    NON_NEGATIVE: ClassVar = ("seed",)
+
 
 @dataclass
 class DataConfig:
@@ -40,6 +42,7 @@ class DataConfig:
     num_workers: int = 0
 
     POSITIVE: ClassVar = ("batch_size",)
+    NON_NEGATIVE: ClassVar = ("num_workers",)
 
 
 @dataclass
@@ -63,6 +66,8 @@ class TrainConfig:
 
     POSITIVE: ClassVar = ("steps", "grad_accum", "checkpoint_every", "keep_checkpoints",
                           "log_every")
+    ABOVE_ZERO: ClassVar = ("lr",)
+    NON_NEGATIVE: ClassVar = ("weight_decay", "max_grad_norm", "ema_decay")
 
 
 @dataclass
@@ -92,6 +97,7 @@ class ConditionConfig:
     the model then also learns p(x), which classifier-free guidance needs."""
 
     POSITIVE: ClassVar = ("dim",)
+    NON_NEGATIVE: ClassVar = ("dropout",)
 
 
 @dataclass
@@ -110,6 +116,9 @@ class EvaluateConfig:
     metric_samples: int = 500
     """Generated samples the metrics see (and as many real examples per side of the
     real-vs-real reference), capped by the size of the splits."""
+
+    POSITIVE: ClassVar = ("batch_size",)
+    NON_NEGATIVE: ClassVar = ("max_examples",)
 
 
 NAMED_SECTIONS = ("data", "family", "likelihood", "prior")

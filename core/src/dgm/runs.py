@@ -26,6 +26,7 @@ from typing import Any
 from dgm.contract import DataInfo
 from dgm.errors import RecipeError, RunDirError
 from dgm.recipes import Recipe, read_recipe
+from dgm.run_lock import LOCK_NAME
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -133,8 +134,15 @@ def write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2))
 
 
-RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir")}
-"""Keys that may differ between a run folder's recipe and a command resuming it."""
+RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir"), ("run", "description"),
+                     ("train", "on_nan"), ("train", "log_every"), ("train", "progress"),
+                     ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
+                     ("train", "max_grad_norm"), ("sample",),
+                     ("evaluate",)}
+"""Keys (or whole tables) that may differ between a run folder's recipe and a command
+resuming it: what does not change the model being trained, and what a NaN error tells a
+user to change (``max_grad_norm``, ``on_nan``). The learning rate is not among them: the
+optimizer's saved state would keep the old one."""
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -199,7 +207,7 @@ def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
     if run.recipe_file.exists():
         saved = read_recipe(run.recipe_file)
         changed = [d for d in _differences(saved.tables, recipe.tables)
-                   if d not in RESUMABLE_CHANGES]
+                   if not any(d[:n] in RESUMABLE_CHANGES for n in range(1, len(d) + 1))]
         if changed:
             keys = ", ".join(".".join(d) for d in changed)
             raise RunDirError(
@@ -207,7 +215,7 @@ def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
                 f"{keys}). Nothing was changed. Resume it with the same settings, or start a "
                 f"new run with run.dir=<new folder> or run.name=<new name>"
             )
-    elif run.path.exists() and any(run.path.iterdir()):
+    elif run.path.exists() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
         raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
                           "another run.dir")
     if write:

@@ -8,6 +8,7 @@ family's ``sample`` receives, or says in one line what the run accepts."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from dgm.capabilities import SIZED_SAMPLING, has
 from dgm.contract import Family
 from dgm.errors import RecipeError
 from dgm.loaded_run import LoadedRun
+from dgm.run_lock import run_folder_lock
 from dgm.runs import RunDir
 from dgm.settings import bind, parameters
 from dgm.sizes import parse_size
@@ -89,7 +91,7 @@ def condition_value(loaded: LoadedRun, value: ConditionValue, given_as: str = "c
             raise RecipeError(f"{what}: {exc}") from None
     if isinstance(value, Tensor):
         tensor = value.float()
-    elif isinstance(value, Path) or given_as == "--condition-file":
+    elif isinstance(value, (str, Path)) and given_as in ("condition", "--condition-file"):
         tensor = _read_condition_file(loaded, Path(value), what)
     else:
         raise RecipeError(f"{what}: {accepts}; give a file with --condition-file PATH")
@@ -228,12 +230,14 @@ def sample_run(run: RunDir | LoadedRun, n: int, seed: int = 1234, out: Path | No
     out = Path(out) if out else loaded.run.samples_dir
     options = dict(options or {})
     one = None if condition is None else condition_value(loaded, condition, given_as)
-    conditions = default_conditions(loaded, n) if one is None else None
-    samples = _draw(loaded, n, seed, batch_size, options, one, size, conditions)
-    if conditions is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(conditions, out / "conditions.pt")
-    grid = write_samples(loaded, samples, out)
+    inside = loaded.run.path.resolve() in [out.resolve(), *out.resolve().parents]
+    with run_folder_lock(loaded.run.path, "dgm sample") if inside else nullcontext():
+        conditions = default_conditions(loaded, n) if one is None else None
+        samples = _draw(loaded, n, seed, batch_size, options, one, size, conditions)
+        if conditions is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save(conditions, out / "conditions.pt")
+        grid = write_samples(loaded, samples, out)
     echo(f"wrote {n} samples and {grid}")
     return grid
 

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -177,12 +178,23 @@ def type_name(hint: Any) -> str:
 
 
 def dataclass_from(cls: type, settings: Mapping[str, Any], where: str) -> Any:
-    """Build a config dataclass from a recipe table, with the same checks as :func:`bind`;
-    fields named in the class's ``POSITIVE`` tuple must be at least 1."""
+    """Build a config dataclass from a recipe table, with the same checks as :func:`bind`.
+    Every number must be finite; fields named in the class's ``POSITIVE`` tuple must be
+    at least 1, those in ``ABOVE_ZERO`` above 0 and those in ``NON_NEGATIVE`` at least
+    0."""
     assert dataclasses.is_dataclass(cls)
     config = cls(**bind(cls, settings, where))
-    for name in getattr(cls, "POSITIVE", ()):
-        if getattr(config, name) < 1:
-            raise RecipeError(f"{at_key(where, name)}: key {name!r} should be at least 1, "
-                              f"got {getattr(config, name)!r}")
+    rules = [("POSITIVE", lambda v: v >= 1, "at least 1"),
+             ("ABOVE_ZERO", lambda v: v > 0, "above 0"),
+             ("NON_NEGATIVE", lambda v: v >= 0, "at least 0")]
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{at_key(where, f.name)}: key {f.name!r} should be a finite "
+                              f"number, got {value!r}")
+    for attribute, holds, wanted in rules:
+        for name in getattr(cls, attribute, ()):
+            if not holds(getattr(config, name)):
+                raise RecipeError(f"{at_key(where, name)}: key {name!r} should be {wanted}, "
+                                  f"got {getattr(config, name)!r}")
     return config

@@ -46,6 +46,11 @@ class TrainState:
         self.batches = int(state["batches"])
 
 
+SKIPS_IN_A_ROW = 20
+"""With ``train.on_nan = "skip"``, how many non-finite batches in a row are skipped
+before the run stops: past that the weights are almost surely not finite any more."""
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -143,6 +148,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         acc, cfg, state = self.accelerator, self.config, self.state
+        self.skipped_in_a_row = 0
         latest = self.run.latest_checkpoint()
         if latest is not None:
             check_pickles_load_safely(latest)
@@ -175,6 +181,7 @@ class Trainer:
                         self.optimizer.zero_grad()
                         state.batches += 1
                         continue
+                    self.skipped_in_a_row = 0
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
                         acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -225,11 +232,20 @@ class Trainer:
 
     def _non_finite(self, loss: torch.Tensor) -> None:
         step = self.state.step + 1
-        if self.config.on_nan == "skip":
-            if self.accelerator.is_main_process:
-                self.run.append_metrics({"step": step, "skipped": "non-finite loss"})
-            return
         latest = self.run.latest_checkpoint()
+        if self.config.on_nan == "skip":
+            self.skipped_in_a_row += 1
+            if self.skipped_in_a_row <= SKIPS_IN_A_ROW:
+                if self.accelerator.is_main_process:
+                    self.run.append_metrics({"step": step, "skipped": "non-finite loss"})
+                return
+            raise TrainingError(
+                f"the loss was non-finite on {SKIPS_IN_A_ROW + 1} batches in a row at step "
+                f"{step} (train.on_nan = \"skip\"), so the weights themselves are likely "
+                f"no longer finite; stopped, and nothing was saved from these steps. The "
+                f"last good checkpoint, {latest or 'none (none was written yet)'}, is where "
+                "the same command resumes: set train.max_grad_norm (it may change on an "
+                "existing run folder), or start a new run with a lower train.lr")
         raise TrainingError(
             f"loss became {loss.item()} at step {step}; nothing was saved from this step. "
             f"Last good checkpoint: {latest or 'none'}. Lower train.lr, set "

@@ -7,7 +7,8 @@ claim the run folder), :func:`fit` (train, resuming where a checkpoint exists) a
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dgm.plugins import get_registry
 from dgm.recipes import Recipe, read_recipe, resolved
 from dgm.registry import Registry
 from dgm.reporting import format_table, plot_loss, write_summary
+from dgm.run_lock import run_folder_lock
 from dgm.runs import RunDir, prepare_run_dir, run_dir_for
 from dgm.sampling import sample_run
 from dgm.settings import bind
@@ -48,10 +50,16 @@ class PreparedRun:
     train_data: DataSource
     family: Family
     trainer: Trainer
+    held: ExitStack = field(default_factory=ExitStack)
+    """The run folder's lock (main process), released by :meth:`close`."""
 
     @property
     def is_main_process(self) -> bool:
         return self.trainer.accelerator.is_main_process
+
+    def close(self) -> None:
+        """Release the run folder."""
+        self.held.close()
 
 
 def prepare(recipe_ref: str, overrides: list[str], echo=print,
@@ -78,9 +86,17 @@ def prepare(recipe_ref: str, overrides: list[str], echo=print,
              recipe.where("[evaluate.likelihood]"), provided=("x",))
     trainer = Trainer(family, train_data, run, recipe.train, recipe.data_loading,
                       seed=recipe.run.seed)
-    with trainer.accelerator.main_process_first():
-        prepare_run_dir(recipe, run, write=trainer.accelerator.is_main_process)
-    prepared = PreparedRun(recipe, registry, run, train_data, family, trainer)
+    held = ExitStack()
+    try:
+        with trainer.accelerator.main_process_first():
+            if trainer.accelerator.is_main_process:  # check, lock, check again, write
+                prepare_run_dir(recipe, run, write=False)
+                held.enter_context(run_folder_lock(run.path, "dgm run"))
+            prepare_run_dir(recipe, run, write=trainer.accelerator.is_main_process)
+    except BaseException:
+        held.close()
+        raise
+    prepared = PreparedRun(recipe, registry, run, train_data, family, trainer, held)
     n_params = sum(p.numel() for p in family.parameters())
     if prepared.is_main_process:
         echo(f"run folder: {run.path}  ({type(family).__name__}, {n_params:,} parameters, "
@@ -121,9 +137,12 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print,
     """Train, sample and evaluate: ``dgm run``. One process speaks for a multi-process
     run and finishes it. ``allow_outside``: see :func:`prepare`."""
     prepared = prepare(recipe_ref, overrides, echo, allow_outside)
-    fit(prepared, echo)
-    if prepared.is_main_process:
-        finish(prepared, echo)
+    try:
+        fit(prepared, echo)
+        if prepared.is_main_process:
+            finish(prepared, echo)
+    finally:
+        prepared.close()
     return prepared.run
 
 

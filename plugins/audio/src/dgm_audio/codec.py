@@ -3,6 +3,7 @@ resampling with torchaudio, 16-bit PCM output."""
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 def read_audio(path: Path, sample_rate: int | None = None) -> Tensor:
     """A file as a mono waveform ``(1, L)`` float32 in [-1, 1], mixed down from any
     number of channels and resampled to ``sample_rate`` (the file's rate if None).
-    Unreadable or empty files raise :class:`DataError` naming the file."""
+    Unreadable, empty or truncated files (a WAV with fewer samples than its header
+    declares) raise :class:`DataError` naming the file."""
     path = Path(path)
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -28,8 +30,24 @@ def read_audio(path: Path, sample_rate: int | None = None) -> Tensor:
         raise DataError(f"cannot read audio file {str(path)!r}: {exc}") from None
     if audio.shape[0] == 0:
         raise DataError(f"audio file {str(path)!r} is empty (0 samples)")
+    declared = declared_wav_frames(path)
+    if declared is not None and declared > audio.shape[0]:
+        raise DataError(f"audio file {str(path)!r} is truncated: its header declares "
+                        f"{declared} samples, {audio.shape[0]} are present")
     wave = mix_down(torch.from_numpy(np.ascontiguousarray(audio.T)))
     return resample(wave, rate, sample_rate or rate)
+
+
+def declared_wav_frames(path: Path) -> int | None:
+    """The sample count a PCM WAV file's header declares (libsndfile reports what is
+    present instead); None for other files."""
+    if path.suffix.lower() != ".wav":
+        return None
+    try:
+        with wave.open(str(path), "rb") as handle:
+            return handle.getnframes()
+    except (wave.Error, EOFError, OSError):  # not PCM (float WAV, ...): nothing declared
+        return None
 
 
 def mix_down(wave: Tensor) -> Tensor:

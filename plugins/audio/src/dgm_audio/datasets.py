@@ -9,7 +9,6 @@ own settings invert its samples.
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from dgm.contract import DataInfo, TensorData, class_condition
 from dgm.errors import DataError
-from dgm.folders import folder_split
+from dgm.folders import folder_split, report_bad_files
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
 from dgm_audio.representations import Kind, duration_samples, make_representation
 from dgm_audio.vocoders import vocoder
@@ -114,9 +113,9 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
            test_fraction: float = 0.1, skip_bad: bool = False, seed: int = 0,
            vocoder: str = "audio:griffin-lim") -> AudioClips:
     """Every audio file (WAV, FLAC, OGG, AIFF) under ``path``, labelled by its top-level
-    sub-folder when there are sub-folders, split at random (fixed ``seed``). An
-    unreadable, empty or silent file is an error naming it, or, with ``skip_bad``,
-    skipped with a warning that lists every skipped file."""
+    sub-folder when there are sub-folders, split at random (fixed ``seed``). Unreadable,
+    truncated, empty and silent files are all named in one error, or, with
+    ``skip_bad``, skipped with one warning that names them all."""
     found = folder_split(path, AUDIO_SUFFIXES, split, val_fraction, test_fraction, seed,
                          "audio folder")
     root, classes = found.root, found.classes
@@ -129,17 +128,12 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
                 raise DataError(f"audio file {str(file)!r} is silent (peak "
                                 f"{float(wave.abs().max()):.2g} < {SILENCE_PEAK})")
         except DataError as exc:
-            if not skip_bad:
-                raise DataError(f"{exc}. Remove or fix the file, or set data.skip_bad = "
-                                "true to skip such files with a warning") from None
-            bad.append(str(file))
+            bad.append((file, str(exc)))
             continue
         waves.append(fit_length(wave, length))
         labels.append(label)
         names.append(str(file))
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable, empty or silent audio file(s): "
-                      f"{', '.join(bad)}", stacklevel=2)
+    report_bad_files(bad, skip_bad, f"audio folder {str(root)!r}")
     if not waves:
         raise DataError(f"audio folder {str(root)!r}: no usable audio files in split "
                         f"{split!r}")

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dgm.contract import Condition, DataInfo, TensorData, class_condition
 from dgm.errors import DataError
-from dgm.folders import folder_split
+from dgm.folders import folder_split, report_bad_files
 from dgm_image.codec import read_image
 
 MODALITY = "image:image"
@@ -67,12 +67,18 @@ def digits(split: str, condition: DigitsCondition = "class") -> TensorImages:
 
 def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
            size: list[int] | None = None, val_fraction: float = 0.1,
-           test_fraction: float = 0.1, skip_unreadable: bool = False,
-           seed: int = 0) -> TensorImages:
+           test_fraction: float = 0.1, skip_bad: bool = False,
+           seed: int = 0, skip_unreadable: bool | None = None) -> TensorImages:
     """Every image under ``path`` (recursively), labelled by sub-folder when there are
     sub-folders. Files are split at random (fixed ``seed``) into train/val/test.
-    ``size`` [H, W] resizes; without it all images must share one size. An unreadable
-    file is an error naming it, or is skipped with a warning if ``skip_unreadable``."""
+    ``size`` [H, W] resizes; without it all images must share one size. Unreadable
+    files, and files of another size than the first, are all named in one error, or
+    skipped with one warning naming them if ``skip_bad`` (the same switch as the audio
+    folder's; ``skip_unreadable`` is its old, deprecated name)."""
+    if skip_unreadable is not None:
+        warnings.warn("data.skip_unreadable is deprecated: write data.skip_bad (one name "
+                      "for every modality's folder)", DeprecationWarning, stacklevel=2)
+        skip_bad = skip_unreadable
     found = folder_split(path, IMAGE_SUFFIXES, split, val_fraction, test_fraction, seed,
                          "image folder")
     root, classes = found.root, found.classes
@@ -83,21 +89,18 @@ def folder(split: str, path: str, mode: Literal["L", "RGB"] = "RGB",
         try:
             image = read_image(file, mode, resize)
         except DataError as exc:
-            if not skip_unreadable:
-                raise DataError(f"{exc}. Remove or fix the file, or set "
-                                "data.skip_unreadable = true to skip such files") from None
-            bad.append(str(file))
+            bad.append((file, str(exc)))
             continue
         if target is None:
             target = tuple(image.shape[1:])
         elif tuple(image.shape[1:]) != target:
-            raise DataError(f"image {str(file)!r} is {tuple(image.shape[1:])} but earlier "
-                            f"images are {target}; set data.size = [H, W] to resize")
+            bad.append((file, f"{image.shape[-2]}x{image.shape[-1]} while the first image "
+                              f"is {target[0]}x{target[1]}; set data.size = [H, W] to "
+                              "resize them all"))
+            continue
         images.append(image)
         labels.append(label)
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad)}",
-                      stacklevel=2)
+    report_bad_files(bad, skip_bad, f"image folder {str(root)!r}")
     if not images:
         raise DataError(f"image folder {str(root)!r}: no readable images in split {split!r}")
     info = DataInfo(MODALITY, (1 if mode == "L" else 3, *target), levels=256,
