@@ -15,12 +15,18 @@ def test_names_are_namespaced_by_plugin():
     assert r.get("datasets", "digits").name == "image:digits"
 
 
-def test_a_clash_names_both_plugins():
+def test_a_name_in_another_plugins_namespace_is_refused_and_a_repeat_is_a_clash():
     r = Registry()
     r.add("datasets", "image:digits", 1, "image")
-    with pytest.raises(RegistryError, match="registered by plugin 'image' and again by "
-                                            "plugin 'impostor'"):
+    with pytest.raises(RegistryError, match="plugin 'impostor' registered dataset "
+                                            "'image:digits', a name in namespace 'image', "
+                                            "which belongs to plugin 'image'; refused"):
         r.add("datasets", "image:digits", 2, "impostor")
+    with pytest.raises(RegistryError, match="belongs to dgm's core"):
+        r.add("families", "core:vae", 2, "impostor")
+    with pytest.raises(RegistryError, match="registered by plugin 'image' and again by "
+                                            "plugin 'image'"):
+        r.add("datasets", "digits", 3, "image")
     assert r.get("datasets", "image:digits").obj == 1
 
 
