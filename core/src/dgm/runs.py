@@ -10,6 +10,7 @@
     evaluation.json      held-out likelihood in nats and bits per dimension
     loss.png             the loss curve
     summary.md           what a person opens first
+    .lock                who writes the folder now (empty when nobody does; dgm.run_lock)
 """
 
 from __future__ import annotations
