@@ -170,3 +170,17 @@ def test_sigkill_at_random_moments_including_inside_a_checkpoint_write(tmp_path)
     a = load_file(tmp_path / "killed" / "model" / "model.safetensors")
     b = load_file(tmp_path / "whole" / "model" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_running_a_finished_run_again_says_there_is_nothing_left_to_train(in_tmp, capsys):
+    args = ["run", RECIPE, "run.dir=done", "train.steps=4", "train.log_every=2",
+            "train.progress=false", "sample.n=2", "evaluate.likelihood.k=2",
+            "evaluate.max_examples=8", "evaluate.metric_samples=8"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    logged = json.loads((in_tmp / "done" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"already trained to step 4 (last logged loss {logged['loss']:.3f}): nothing " \
+           "left to train" in again
+    assert "nan" not in again and "trained to step 4 in" in first

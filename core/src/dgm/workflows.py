@@ -107,11 +107,18 @@ def prepare(recipe_ref: str, overrides: list[str], echo=print,
 def fit(prepared: PreparedRun, echo=print) -> TrainResult:
     """Train to ``train.steps`` (resuming from the newest checkpoint in the folder)."""
     result = prepared.trainer.fit()
-    if prepared.is_main_process:
-        if result.resumed_from:
-            echo(f"resumed from step {result.resumed_from}")
-        echo(f"trained to step {result.steps} in {result.seconds:.1f} s "
-             f"(last logged loss {result.last_loss:.3f})")
+    if not prepared.is_main_process:
+        return result
+    if result.resumed_from and result.resumed_from >= result.steps:
+        logged = [r["loss"] for r in prepared.run.read_metrics() if "loss" in r]
+        last = f" (last logged loss {logged[-1]:.3f})" if logged else ""
+        echo(f"already trained to step {result.steps}{last}: nothing left to train; "
+             "sampling and evaluating again (raise train.steps to train on)")
+        return result
+    if result.resumed_from:
+        echo(f"resumed from step {result.resumed_from}")
+    echo(f"trained to step {result.steps} in {result.seconds:.1f} s "
+         f"(last logged loss {result.last_loss:.3f})")
     return result
 
 
