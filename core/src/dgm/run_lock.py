@@ -24,8 +24,8 @@ from dgm.errors import RunDirError
 
 LOCK_NAME = ".lock"
 
-_held: dict[Path, tuple[int, int]] = {}
-"""Folders this process holds: resolved path -> (file descriptor, depth)."""
+_held: set[Path] = set()
+"""The folders (resolved) this process holds; only the outermost holder releases."""
 
 
 def holder(folder: Path) -> dict[str, Any]:
@@ -43,13 +43,7 @@ def run_folder_lock(folder: Path, what: str) -> Iterator[None]:
     and nothing is written. The folder is created if it does not exist."""
     key = Path(folder).resolve()
     if key in _held:
-        fd, depth = _held[key]
-        _held[key] = (fd, depth + 1)
-        try:
-            yield
-        finally:
-            fd, depth = _held[key]
-            _held[key] = (fd, depth - 1)
+        yield
         return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,11 +64,11 @@ def run_folder_lock(folder: Path, what: str) -> Iterator[None]:
               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(record).encode())
-    _held[key] = (fd, 1)
+    _held.add(key)
     try:
         yield
     finally:
-        fd, depth = _held.pop(key)
+        _held.discard(key)
         os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
 
