@@ -69,3 +69,25 @@ def test_folder_bad_files_are_named_or_skipped_with_a_warning(tmp_path):
     assert len(data) == 1 and data.c is None
     with pytest.raises(DataError, match="does not exist"):
         folder("train", str(tmp_path / "nowhere"))
+
+
+def test_folder_says_which_clips_it_resampled_and_cut(tmp_path, recwarn):
+    _tone(tmp_path / "a.wav", n=800)  # 0.1 s at 8 kHz
+    sf.write(tmp_path / "b.wav", (0.5 * np.sin(np.arange(3200) / 3.0)).astype(np.float32),
+             16000, subtype="PCM_16")  # 0.2 s at 16 kHz
+    settings = {"representation": "waveform", "duration": 0.1, "val_fraction": 0,
+                "test_fraction": 0}
+    with pytest.warns(UserWarning) as caught:
+        data = folder("train", str(tmp_path), **settings)
+    message = str(caught[0].message)
+    assert "1 of 2 training clips were resampled to 8000 Hz (data.sample_rate; 1 at 16000 Hz)" \
+        in message
+    assert "1 of 2 were longer than data.duration = 0.1 s" in message
+    assert "the longest was 0.20 s" in message
+    assert len(data) == 2
+    recwarn.clear()
+    folder("train", str(tmp_path), **{**settings, "duration": 0.2, "sample_rate": 16000})
+    assert [str(w.message) for w in recwarn if "resampled" in str(w.message)] == [
+        f"audio folder {str(tmp_path)!r}: 1 of 2 training clips were resampled to 16000 Hz "
+        "(data.sample_rate; 1 at 8000 Hz). Set data.sample_rate and data.duration to keep "
+        "them as they are; the other splits are treated the same"]

@@ -51,7 +51,7 @@ def test_wrong_type_names_key_and_expected_type(capsys, in_tmp):
 
 def test_wrong_type_in_a_registered_factory_setting(capsys, in_tmp):
     err = error_of(capsys, "run", RECIPE, "family.latent_dim=2.5")
-    assert "[family]: key 'latent_dim' should be an integer, got 2.5" in err
+    assert "[family]: key 'latent_dim' should be an integer at least 1, got 2.5" in err
 
 
 def test_unknown_registered_name_suggests_the_closest(capsys, in_tmp):

@@ -20,6 +20,8 @@ from tests.conftest import REPO
     ("evaluate.max_examples=-1", "key 'max_examples' should be at least 0, got -1"),
     ("evaluate.batch_size=0", "key 'batch_size' should be at least 1, got 0"),
     ("condition.dropout=-0.5", "key 'dropout' should be at least 0"),
+    ("evaluate.likelihood.k=0", "key 'k' should be an integer at least 1, got 0"),
+    ("family.latent_dim=0", "key 'latent_dim' should be an integer at least 1, got 0"),
 ])
 def test_an_out_of_range_number_is_refused_naming_the_key(capsys, in_tmp, override, wanted):
     err = error_of(capsys, "run", RECIPE, "run.dir=out", *TINY, override)

@@ -20,7 +20,8 @@ def test_show_lists_a_family_s_settings_with_types_and_defaults(capsys):
     settings = [line.split()[0] for line in lines[lines.index("settings ([family] keys):") + 1:]]
     assert settings == ["timesteps", "beta_schedule", "prediction", "sampler",
                         "sampling_steps", "guidance", "snap_to_grid", "conditional"]  # no ctx
-    assert any(line.split() == ["timesteps", "an", "integer", "default", "1000"]
+    assert any(line.split() == ["timesteps", "an", "integer", "at", "least", "1", "default",
+                                        "1000"]
                for line in lines)
     assert "one of 'ddpm', 'ddim', 'dpm-solver++'  default \"dpm-solver++\"" in out
 

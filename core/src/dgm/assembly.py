@@ -29,15 +29,50 @@ from dgm.settings import bind, parameters
 
 
 def _call(entry: Entry, where: str, **kwargs: Any) -> Any:
-    """Call a registered factory; a ValueError it raises names the recipe table."""
+    """Call a registered factory; a ValueError it raises names the recipe table, and so
+    does a TypeError from a factory taking ``**kwargs`` (the keys it passes on could not
+    be checked before the call: a misspelt one surfaces here)."""
     try:
         return entry.obj(**kwargs)
     except ValueError as exc:
         raise RecipeError(f"{where}: {entry.name} cannot be built with these settings: "
                           f"{exc}") from None
+    except TypeError as exc:
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters(entry.obj).values()):
+            raise
+        given = ", ".join(sorted(kwargs)) or "none"
+        raise RecipeError(f"{where}: {entry.name} (plugin {entry.plugin}) takes any key, "
+                          f"but what it passes them to refused them: {exc}. The keys given "
+                          f"were: {given}; check their spelling") from None
 
 
-def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
+BuiltSettings = dict[tuple[str, ...], dict[str, Any]]
+"""What was built for each recipe table (``("networks", "encoder")``): the registered
+name and every setting, the defaults included; see :func:`dgm.recipes.with_defaults`."""
+
+
+def _settings_with_defaults(entry: Entry, given: dict[str, Any], provided: tuple[str, ...]
+                            ) -> dict[str, Any]:
+    """``given`` plus the factory's defaults that a recipe can write (TOML values)."""
+    out = {"name": entry.name, **given}
+    for name, param in parameters(entry.obj).items():
+        if (name in out or name in provided or param.kind == param.VAR_KEYWORD
+                or not _writable(param.default)):
+            continue
+        out[name] = list(param.default) if isinstance(param.default, tuple) else param.default
+    return out
+
+
+def _writable(value: Any) -> bool:
+    if isinstance(value, bool | int | float | str):
+        return not isinstance(value, float) or value == value
+    if isinstance(value, list | tuple):
+        return all(_writable(v) for v in value)
+    return False
+
+
+def build_data(recipe: Recipe, registry: Registry, split: str,
+               record: BuiltSettings | None = None) -> DataSource:
     """The recipe's data set for ``split``."""
     name, settings = recipe.named("data")
     where = recipe.where("[data]")
@@ -45,6 +80,8 @@ def build_data(recipe: Recipe, registry: Registry, split: str) -> DataSource:
     kwargs = bind(entry.obj, settings, where, provided=("split",),
                   also=("name", "batch_size", "num_workers"))
     source = _call(entry, where, split=split, **kwargs)
+    if record is not None:
+        record[("data",)] = _settings_with_defaults(entry, kwargs, ("split",))
     if len(source) == 0:
         raise DataError(f"{where}: data set {entry.name!r} has no examples in split "
                         f"{split!r}")
@@ -97,12 +134,14 @@ class BuildContext:
     parts the recipe names (or the modality's defaults where it names none)."""
 
     def __init__(self, recipe: Recipe, registry: Registry, info: DataInfo,
-                 modality: Modality) -> None:
+                 modality: Modality, record: BuiltSettings | None = None) -> None:
         self.recipe = recipe
         self.registry = registry
         self.info = info
         self.modality = modality
         self.roles_built: set[str] = set()
+        self.record: BuiltSettings = {} if record is None else record
+        """Each table built, with its defaults (:data:`BuiltSettings`)."""
 
     def network(self, role: Role | str, default: str | None = None,
                 **structural: Any) -> nn.Module:
@@ -144,6 +183,8 @@ class BuildContext:
                         f"{role.returns}")
         kwargs = bind(entry.obj, table, where, provided=tuple(structural))
         network = _call(entry, where, **structural, **kwargs)
+        self.record[("networks", role.name)] = _settings_with_defaults(
+            entry, kwargs, tuple(structural))
         declared(network)  # a misspelt capability fails here, not silently later
         return network
 
@@ -177,14 +218,19 @@ class BuildContext:
             elif "levels" in parameters(entry.obj) and "levels" not in settings:
                 settings["levels"] = self.info.levels  # a hook API 1 discrete likelihood
         kwargs = bind(entry.obj, settings, where, provided=tuple(structural))
-        return _call(entry, where, **structural, **kwargs)
+        likelihood = _call(entry, where, **structural, **kwargs)
+        self.record[("likelihood",)] = _settings_with_defaults(entry, kwargs,
+                                                               tuple(structural))
+        return likelihood
 
     def prior(self, shape: tuple[int, ...]) -> Prior:
         name, settings = self.recipe.named("prior")
         where = self.recipe.where("[prior]")
         entry = self.registry.get("priors", name or "core:standard-normal", where=where)
-        return _call(entry, where, shape=shape,
-                     **bind(entry.obj, settings, where, provided=("shape",)))
+        kwargs = bind(entry.obj, settings, where, provided=("shape",))
+        prior = _call(entry, where, shape=shape, **kwargs)
+        self.record[("prior",)] = _settings_with_defaults(entry, kwargs, ("shape",))
+        return prior
 
 
 def family_roles(entry: Entry) -> tuple[Role, ...]:
@@ -202,17 +248,19 @@ def family_roles(entry: Entry) -> tuple[Role, ...]:
 
 
 def build_family(recipe: Recipe, registry: Registry, info: DataInfo,
-                 warn_unused: bool = True) -> Family:
+                 warn_unused: bool = True, record: BuiltSettings | None = None) -> Family:
     """Build the recipe's family for data described by ``info``. With ``warn_unused``,
     a ``[networks.ROLE]`` table for a role the family never builds (a misspelt role, or
-    one left from another family) is reported with a :class:`RecipeWarning`."""
+    one left from another family) is reported with a :class:`RecipeWarning`. ``record``
+    receives the settings of everything built, defaults included."""
     name, settings = recipe.named("family")
     where = recipe.where("[family]")
     entry = registry.get("families", name or "", where=recipe.where("family.name"))
     modality = build_modality(info, registry)
-    ctx = BuildContext(recipe, registry, info, modality)
+    ctx = BuildContext(recipe, registry, info, modality, record)
     kwargs = bind(entry.obj, settings, where, provided=("ctx",))
     family = _call(entry, where, ctx=ctx, **kwargs)
+    ctx.record[("family",)] = _settings_with_defaults(entry, kwargs, ("ctx",))
     declared(family)
     unused = set(recipe.table("networks")) - ctx.roles_built if warn_unused else set()
     for role in sorted(unused):

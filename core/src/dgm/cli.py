@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -396,6 +397,25 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 _python_format_warning = warnings.formatwarning
 
 
+WRITE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EACCES: "permission was denied", errno.EPERM: "it is not permitted",
+                  errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is "
+                  "too large for the file system"}
+"""Failures to write that are about the machine, not dgm: reported as one paragraph."""
+
+
+def write_failure(exc: OSError) -> str:
+    """One paragraph for a write that failed because of the disk or permissions."""
+    where = exc.filename or "a file"
+    return (f"could not write {str(where)!r}: {WRITE_FAILURES[exc.errno]} "
+            f"({errno.errorcode.get(exc.errno, exc.errno)}). Nothing already saved was lost: "
+            "checkpoints, weights, the recipe and the reports are written beside their final "
+            "names and renamed when complete, so a run folder keeps its last complete "
+            "checkpoint and files. Free space or fix the "
+            "permissions and run the same command again (a run resumes where its last "
+            "checkpoint left off)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     warnings.formatwarning = _format_warning
@@ -412,6 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if show_traceback:
             raise
         print(f"dgm: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if show_traceback or exc.errno not in WRITE_FAILURES:
+            raise
+        print(f"dgm: error: {write_failure(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dgm: interrupted; the last checkpoint is kept and the same command resumes",

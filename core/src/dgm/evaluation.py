@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Subset
 
 from dgm.assembly import build_data
 from dgm.contract import DataSource, Family, Modality, as_batch
-from dgm.errors import RecipeError
+from dgm.errors import RecipeError, RecipeWarning
 from dgm.loaded_run import LoadedRun
 from dgm.plugins import get_registry
 from dgm.recipes import EvaluateConfig, Recipe
@@ -118,6 +119,14 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
         raise RecipeError(f"{where}: sample metrics need at least 2 examples per set; "
                           f"evaluate.metric_samples={config.metric_samples} and the splits "
                           f"hold {len(heldout)} and {len(train)}")
+    if n < min(config.metric_samples, FEW_METRIC_SAMPLES):
+        warnings.warn(f"{where}: the sample metrics compare only {n} examples per set "
+                      f"(evaluate.metric_samples = {config.metric_samples}, but the "
+                      f"{'training' if same_split else config.split} split holds "
+                      f"{len(train) if same_split else len(heldout)}); with so few, kernel "
+                      "MMD and the others are mostly noise (an MMD can come out below 0). "
+                      "Give the folder more files or a larger split (data.test_fraction, "
+                      "data.val_fraction)", RecipeWarning, stacklevel=2)
     real = _examples(train if same_split else heldout, held_idx)
     train_slice = _examples(train, train_order[:n])
     train_pool = _examples(train, train_order[:COPY_REFERENCE_MAX])
@@ -145,6 +154,10 @@ def evaluate_samples(family: Family, metrics: Mapping[str, Callable[..., float]]
         out[name] = {"model": float(model), "real_vs_real": float(reference),
                      "reference": what}
     return {"metric_samples": n, "metrics": out}
+
+
+FEW_METRIC_SAMPLES = 32
+"""Below this many examples per set, sample metrics are reported with a warning."""
 
 
 def metric_entries(recipe: Recipe, registry: Registry,

@@ -18,18 +18,32 @@ from dgm.errors import DataError
 MODALITY = "core:latent"
 
 
+_OPENING: list[str] = []
+"""Run folders whose autoencoder is being loaded, outermost first: a run whose data are
+the latents of a run whose data are its own latents would otherwise recurse forever."""
+
+
 def _load_autoencoder(run_path: str) -> tuple[Family, Modality, Any]:
     """The trained family of ``run_path`` and its data modality; it must encode and
     decode."""
     from dgm.errors import RunDirError
     from dgm.loaded_run import LoadedRun
 
+    key = str(Path(run_path).resolve())
+    if key in _OPENING:
+        chain = " -> ".join([*_OPENING, key])
+        raise DataError(f"data.run = {run_path!r}: the runs' data loops back on itself "
+                        f"({chain}): an autoencoder cannot be trained on its own latents. "
+                        "Point data.run at a run trained on the data itself")
+    _OPENING.append(key)
     try:
         loaded = LoadedRun.open(run_path)
         family, modality, recipe = loaded.family, loaded.modality, loaded.recipe
     except RunDirError as exc:
         raise DataError(f"data.run = {run_path!r}: no trained autoencoder there ({exc}). "
                         "Train one first, e.g. `dgm run recipes/image/digits-vae.toml`") from None
+    finally:
+        _OPENING.remove(key)
     if not has(family, ENCODES):
         raise DataError(f"data.run = {run_path!r}: its family {type(family).__name__} has no "
                         "amortised posterior (capability 'encodes'), so it has no latents "

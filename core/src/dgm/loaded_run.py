@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
+from safetensors import safe_open
 from safetensors.torch import load_model
 
+from dgm import resources
 from dgm.assembly import build_family, build_modality
 from dgm.contract import DataInfo, Family, Modality
 from dgm.errors import RunDirError
@@ -40,10 +42,20 @@ class LoadedRun:
         registry = registry or get_registry()
         recipe = read_recipe(run.recipe_file)
         info = run.read_data_info()
+        _check_weights_fit(recipe, registry, info, run)
         family = build_family(recipe, registry, info, warn_unused=False)  # warned at training
         if not run.weights_file.is_file():
             raise RunDirError(f"run folder {str(run.path)!r} has no final weights "
                               f"({run.weights_file}); finish training with `dgm run`")
+        try:
+            with safe_open(str(run.weights_file), "pt") as f:
+                f.keys()
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise RunDirError(
+                f"run folder {str(run.path)!r}: its final weights ({run.weights_file}) are "
+                f"damaged and cannot be read ({_shortened(str(exc))}). Run the same `dgm run` "
+                "command again: it rewrites them from the last checkpoint without training "
+                "anew") from None
         try:
             load_model(family, str(run.weights_file), device="cpu")
         except RuntimeError as exc:  # the saved tensors do not fit the networks built now
@@ -59,6 +71,23 @@ class LoadedRun:
     @property
     def name(self) -> str:
         return self.run.path.name
+
+
+def _check_weights_fit(recipe: Recipe, registry: Registry, info: DataInfo, run: RunDir
+                       ) -> None:
+    """Refuse, before allocating it, a family too large for this machine (a recipe or a
+    data_info.json edited by hand)."""
+    family = resources.on_meta(lambda: build_family(recipe, registry, info,
+                                                    warn_unused=False))
+    if family is None:
+        return
+    needed = resources.estimate(family)
+    resources.check_fits(
+        needed.weight_bytes, resources.memory_limit(recipe.train.max_memory_gb),
+        f"the family of run {str(run.path)!r} ({needed.parameters:,} parameters)",
+        str(run.recipe_file), "Its recipe.toml or model/data_info.json was changed since "
+        "training, or it was trained on a larger machine (raise train.max_memory_gb in its "
+        "recipe.toml if this one really has the memory)")
 
 
 def plugins_named(recipe: Recipe) -> str:

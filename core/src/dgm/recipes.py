@@ -63,11 +63,14 @@ class TrainConfig:
     log_every: int = 25
     progress: bool = True
     on_nan: Literal["stop", "skip"] = "stop"
+    max_memory_gb: float = 0.0
+    """Refuse a run whose model and one batch's training would need more memory than
+    this (checked before anything is allocated); 0: 90 % of the training device's."""
 
     POSITIVE: ClassVar = ("steps", "grad_accum", "checkpoint_every", "keep_checkpoints",
                           "log_every")
     ABOVE_ZERO: ClassVar = ("lr",)
-    NON_NEGATIVE: ClassVar = ("weight_decay", "max_grad_norm", "ema_decay")
+    NON_NEGATIVE: ClassVar = ("weight_decay", "max_grad_norm", "ema_decay", "max_memory_gb")
 
 
 @dataclass
@@ -138,6 +141,9 @@ class Recipe:
     overridden: dict[tuple[str, ...], str] = field(default_factory=dict)
     """Dotted key paths set (or tables created) by command-line overrides, with the
     override; errors about them name the override instead of the file."""
+    defaulted: frozenset[tuple[str, ...]] = frozenset()
+    """Key paths :func:`with_defaults` wrote in: a run folder saved before they were
+    written out lacks them, and that is no difference."""
 
     def _origin(self, path: tuple[str, ...]) -> str:
         for n in range(1, len(path) + 1):
@@ -248,6 +254,18 @@ def _example(registry: Registry, kind: str) -> str:
     return repr(names[0]) if names else "(none registered)"
 
 
+MAX_NESTING = 32
+"""How deep tables and lists may nest in a recipe (a real one nests three or four)."""
+
+
+def _nesting(value: Any, depth: int = 0) -> int:
+    if depth > MAX_NESTING:
+        return depth
+    items = value.values() if isinstance(value, dict) else value if isinstance(
+        value, list) else ()
+    return max((_nesting(v, depth + 1) for v in items), default=depth)
+
+
 def read_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a TOML recipe file and apply ``key.sub=value`` overrides."""
     path = Path(path)
@@ -258,6 +276,11 @@ def read_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Reci
         tables = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        tables = None
+    if tables is None or _nesting(tables) > MAX_NESTING:
+        raise RecipeError(f"{path}: tables and lists are nested more than {MAX_NESTING} "
+                          "deep; no recipe needs that, so the file was not read further")
     recipe = Recipe(tables, str(path))
     for item in overrides:
         apply_override(recipe, item)
@@ -268,7 +291,7 @@ def parse_value(raw: str) -> Any:
     """A command-line value parsed as TOML (``3``, ``true``, ``[8, 16]``), else the string."""
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
     if isinstance(value, float) and raw.strip().lstrip("+-") in ("nan", "inf"):
         return raw  # a folder called "nan" is likelier than a setting of NaN
@@ -295,6 +318,23 @@ def apply_override(recipe: Recipe, item: str) -> None:
     recipe.overridden[tuple(parts)] = item
 
 
+def with_defaults(recipe: Recipe, built: dict[tuple[str, ...], dict[str, Any]]) -> Recipe:
+    """A copy with the settings of what was built (the registered names and every
+    default of the data set, the family, its networks, likelihood and prior) written into
+    their tables, so a run folder's recipe.toml says everything that made the model."""
+    tables = copy.deepcopy(recipe.tables)
+    defaulted = set(recipe.defaulted)
+    for path, settings in built.items():
+        table = tables
+        for part in path:
+            table = table.setdefault(part, {})
+        for key, value in settings.items():
+            if key not in table:
+                table[key] = value
+                defaulted.add((*path, key))
+    return Recipe(tables, recipe.source, dict(recipe.overridden), frozenset(defaulted))
+
+
 def resolved(recipe: Recipe) -> Recipe:
     """A copy with the run/train/sample/evaluate defaults written out."""
     tables = copy.deepcopy(recipe.tables)
@@ -304,4 +344,4 @@ def resolved(recipe: Recipe) -> Recipe:
     if "condition" in tables or recipe.condition.use:
         tables["condition"] = asdict(recipe.condition)
     tables["evaluate"] = {k: v for k, v in asdict(recipe.evaluate).items() if v is not None}
-    return Recipe(tables, recipe.source, dict(recipe.overridden))
+    return Recipe(tables, recipe.source, dict(recipe.overridden), recipe.defaulted)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm.evaluation import CONTINUOUS_NOTE
-from dgm.runs import RunDir
+from dgm.runs import RunDir, write_text_atomic
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -122,7 +122,7 @@ def write_summary(run: RunDir) -> None:
         lines += ["## Samples", "", "![samples](samples/grid.png)", ""]
     lines += ["Recipe: [recipe.toml](recipe.toml); weights: model/model.safetensors; "
               "log: metrics.jsonl.", ""]
-    run.summary_file.write_text("\n".join(lines))
+    write_text_atomic(run.summary_file, "\n".join(lines))
 
 
 __all__ = ["format_report", "format_table", "plot_loss", "write_summary"]

@@ -109,26 +109,67 @@ class RunDir:
     def write_data_info(self, info: DataInfo) -> None:
         self.model_dir.mkdir(parents=True, exist_ok=True)
         data = asdict(info)
-        (self.model_dir / "data_info.json").write_text(json.dumps(data, indent=2))
+        write_json(self.model_dir / "data_info.json", data)
 
     def read_data_info(self) -> DataInfo:
         path = self.model_dir / "data_info.json"
         if not path.is_file():
             raise RunDirError(f"run folder {str(self.path)!r} has no trained model yet "
                               f"({path} is missing): finish training with `dgm run`")
-        data = json.loads(path.read_text())
-        data["shape"] = tuple(data["shape"])
-        data["value_range"] = tuple(data["value_range"])
-        data["classes"] = tuple(data["classes"])
-        return DataInfo(**data)
+        redo = ("; run the same `dgm run` command again: it rewrites model/ from the last "
+                "checkpoint without training anew")
+        try:
+            data = json.loads(path.read_text())
+            data["shape"] = tuple(data["shape"])
+            data["value_range"] = tuple(data["value_range"])
+            data["classes"] = tuple(data.get("classes", ()))
+            info = DataInfo(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{path} is damaged and cannot be read ({type(exc).__name__}: "
+                              f"{exc}){redo}") from None
+        for what, shape in (("shape", info.shape), ("condition shape", info.condition.shape)):
+            problem = _unlikely_shape(shape)
+            if problem:
+                raise RunDirError(f"{path}: the {what} {list(shape)} {problem}; the file was "
+                                  f"changed by hand or is damaged{redo}")
+        return info
+
+
+MAX_EXAMPLE_ELEMENTS = 2**28
+"""The most numbers one example (or one condition) may hold when read from a file: a
+1-channel 16384x16384 image; a larger shape in data_info.json is damage, not data."""
+
+
+def _unlikely_shape(shape: Any) -> str | None:
+    """Why ``shape`` cannot be an example's shape, or None."""
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        return "holds something other than whole numbers"
+    if any(s < 1 for s in shape):
+        return "has a dimension below 1"
+    elements = 1
+    for s in shape:
+        elements *= s
+    if elements > MAX_EXAMPLE_ELEMENTS:
+        return f"is {elements:,} numbers per example, more than the {MAX_EXAMPLE_ELEMENTS:,} " \
+               "dgm reads from a file"
+    return None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write beside ``path`` and rename, so a kill never leaves a half-written file. The
     temporary name carries the process id: two writers never rename each other's file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:  # a full disk or a kill: leave no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+TEMPORARY_SUFFIX = ".tmp"
+"""What dgm's own half-written files end in; one left by a killed process never makes a
+folder look like someone else's."""
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -138,7 +179,7 @@ def write_json(path: Path, data: Any) -> None:
 RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir"), ("run", "description"),
                      ("train", "on_nan"), ("train", "log_every"), ("train", "progress"),
                      ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
-                     ("train", "max_grad_norm"), ("sample",),
+                     ("train", "max_grad_norm"), ("train", "max_memory_gb"), ("sample",),
                      ("evaluate",)}
 """Keys (or whole tables) that may differ between a run folder's recipe and a command
 resuming it: what does not change the model being trained, and what a NaN error tells a
@@ -193,11 +234,28 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: tuple[str, ...] =
     for key in sorted(set(a) | set(b)):
         path = (*prefix, key)
         va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and vb is None and key not in b:
+            vb = {}
+        if isinstance(vb, dict) and va is None and key not in a:
+            va = {}
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _differences(va, vb, path)
         elif va != vb:
             out.append(path)
     return out
+
+
+def _holds(tables: dict[str, Any], path: tuple[str, ...]) -> bool:
+    for part in path:
+        if not isinstance(tables, dict) or part not in tables:
+            return False
+        tables = tables[part]
+    return True
+
+
+def _left_by_dgm(path: Path) -> bool:
+    """A temporary file a killed or failed ``dgm run`` left while writing the recipe."""
+    return path.name.startswith("recipe.toml.") and path.name.endswith(TEMPORARY_SUFFIX)
 
 
 def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
@@ -208,7 +266,8 @@ def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
     if run.recipe_file.exists():
         saved = read_recipe(run.recipe_file)
         changed = [d for d in _differences(saved.tables, recipe.tables)
-                   if not any(d[:n] in RESUMABLE_CHANGES for n in range(1, len(d) + 1))]
+                   if not any(d[:n] in RESUMABLE_CHANGES for n in range(1, len(d) + 1))
+                   and not (d in recipe.defaulted and not _holds(saved.tables, d))]
         if changed:
             keys = ", ".join(".".join(d) for d in changed)
             raise RunDirError(
@@ -216,9 +275,12 @@ def prepare_run_dir(recipe: Recipe, run: RunDir, write: bool = True) -> None:
                 f"{keys}). Nothing was changed. Resume it with the same settings, or start a "
                 f"new run with run.dir=<new folder> or run.name=<new name>"
             )
-    elif run.path.exists() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
+    elif run.path.exists() and any(p.name != LOCK_NAME and not _left_by_dgm(p)
+                                   for p in run.path.iterdir()):
         raise RunDirError(f"{str(run.path)!r} exists and is not a dgm run folder; choose "
                           "another run.dir")
     if write:
         run.path.mkdir(parents=True, exist_ok=True)
+        for leftover in filter(_left_by_dgm, run.path.iterdir()):
+            leftover.unlink(missing_ok=True)
         write_text_atomic(run.recipe_file, text)

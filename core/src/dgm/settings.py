@@ -20,6 +20,21 @@ from typing import Any
 from dgm.errors import RecipeError
 
 
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """A bound on a number setting, declared in its annotation so that the recipe check,
+    ``dgm show`` and the docs all read it: ``k: Annotated[int, AtLeast(1)]``."""
+
+    minimum: float
+
+    def __str__(self) -> str:
+        return f"at least {self.minimum:g}"
+
+
+Count = typing.Annotated[int, AtLeast(1)]
+"""A whole number of things, at least 1 (samples, steps, dimensions)."""
+
+
 class Where(str):
     """The place a recipe table is named by in errors (``"recipe.toml: [family]"``),
     plus the keys of that table that came from somewhere else (a command-line override),
@@ -51,7 +66,7 @@ def parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
 def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:
         return {}
 
@@ -133,6 +148,11 @@ def check_type(value: Any, hint: Any) -> bool:
     if hint is Any or hint is inspect.Parameter.empty:
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        return check_type(value, base) and all(
+            isinstance(value, bool) or not isinstance(value, int | float)
+            or value >= extra.minimum for extra in extras if isinstance(extra, AtLeast))
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(check_type(value, a) for a in args)
@@ -164,6 +184,10 @@ def check_type(value: Any, hint: Any) -> bool:
 
 def type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        bounds = [str(extra) for extra in extras if isinstance(extra, AtLeast)]
+        return " ".join([type_name(base), *bounds])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in typing.get_args(hint))
     if origin is typing.Literal:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,6 +52,46 @@ SKIPS_IN_A_ROW = 20
 before the run stops: past that the weights are almost surely not finite any more."""
 
 
+PROGRESS_LINE_SECONDS = 30.0
+"""Into a log that is not a terminal, progress is a plain line at most this often."""
+
+
+class ProgressLines:
+    """tqdm's ``update``/``set_postfix``/``close`` as plain lines on stderr, for logs: a
+    bar's carriage-return redraws would fill a log file with megabytes of updates."""
+
+    def __init__(self, total: int, initial: int, name: str,
+                 every: float = PROGRESS_LINE_SECONDS) -> None:
+        self.total, self.n, self.name, self.every = total, initial, name, every
+        self.postfix = ""
+        self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= self.every:
+            self._line()
+
+    def set_postfix(self, **values: str) -> None:
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.name}: step {self.n}/{self.total}{extra}", file=sys.stderr, flush=True)
+
+
+def progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
+    """A tqdm bar on a terminal, :class:`ProgressLines` into a log, nothing when
+    ``train.progress`` is false (or on processes other than the main one)."""
+    if enabled and not sys.stderr.isatty():
+        return ProgressLines(total, initial, name)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=name, unit="step",
+                dynamic_ncols=True)
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -86,6 +127,16 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
 PICKLED_SUFFIXES = (".bin", ".pkl", ".pt", ".pth")
 
 
+def _unpickling_reason(exc: Exception) -> str:
+    """What was wrong with a pickled file, without PyTorch's advice to load it unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+    safe = [line for line in lines if "weights_only" not in line and "Weights only" not in line]
+    return safe[0].rstrip(".") if safe else type(exc).__name__
+
+
 def check_pickles_load_safely(checkpoint: Path) -> None:
     """Refuse a checkpoint whose pickled files (optimizer, RNG streams) need more than
     tensors and plain data to load, i.e. could run code; accelerate would skip a bad RNG
@@ -96,14 +147,46 @@ def check_pickles_load_safely(checkpoint: Path) -> None:
         if path.suffix not in PICKLED_SUFFIXES:
             continue
         try:
-            safe_load(path, map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                safe_load(path, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any failure means: do not resume from it
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RunDirError(
                 f"checkpoint {checkpoint.name} refused: {path.name} does not load as plain "
-                f"tensors and data (weights_only): {reason}. Nothing in it was executed or "
-                f"changed. Delete {str(checkpoint)!r} to resume from an earlier checkpoint, "
-                "or start a new run") from None
+                f"tensors and data: {_unpickling_reason(exc)}. Nothing in it was executed "
+                f"or changed; it was not loaded. Delete {str(checkpoint)!r} to resume from "
+                "an earlier checkpoint, or start a new run") from None
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a missing or unreadable file), or None
+    when every file it needs is there and readable. Cheap: reads headers, not tensors."""
+    state_file = checkpoint / TRAIN_STATE_FILE
+    if not state_file.is_file():
+        return f"it has no {TRAIN_STATE_FILE}"
+    try:
+        state = json.loads(state_file.read_text())
+        TrainState().load_state_dict(state)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"its {TRAIN_STATE_FILE} is not a step counter ({type(exc).__name__}: {exc})"
+    weights = sorted(checkpoint.glob("*.safetensors")) + sorted(checkpoint.glob("*.bin"))
+    if not any(p.name.startswith("model") for p in weights):
+        return "it holds no model weights"
+    for path in checkpoint.glob("*.safetensors"):
+        try:
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            return f"{path.name} is not a readable safetensors file ({exc})"
+    return None
+
+
+DAMAGED_PREFIX = ".damaged-"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1].strip() if text else type(exc).__name__
 
 
 class Trainer:
@@ -149,7 +232,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         acc, cfg, state = self.accelerator, self.config, self.state
         self.skipped_in_a_row = 0
-        latest = self.run.latest_checkpoint()
+        latest = self._intact_checkpoint()
         if latest is not None:
             check_pickles_load_safely(latest)
             acc.load_state(str(latest))
@@ -158,9 +241,8 @@ class Trainer:
                 self.run.truncate_metrics(state.step)
         resumed_from = state.step
         per_epoch = len(self.loader)
-        bar = tqdm(total=cfg.steps, initial=state.step, disable=not (
-            cfg.progress and acc.is_main_process), desc=self.run.path.name, unit="step",
-            dynamic_ncols=True)
+        bar = progress_bar(cfg.steps, state.step, self.run.path.name,
+                           cfg.progress and acc.is_main_process)
         start = time.perf_counter()
         window_start, window_steps = start, 0
         loss_sum = torch.zeros((), device=acc.device)
@@ -211,13 +293,39 @@ class Trainer:
         acc.wait_for_everyone()
         return TrainResult(state.step, resumed_from, time.perf_counter() - start, last_loss)
 
+    def _intact_checkpoint(self) -> Path | None:
+        """The newest checkpoint that can be resumed from. A damaged one (a file missing
+        or unreadable: a disk error, a copy cut short, a hand edit) is set aside as
+        ``.damaged-step-N`` (kept, never deleted) with a warning, and the one before it
+        is used."""
+        acc = self.accelerator
+        for checkpoint in reversed(self.run.complete_checkpoints()):
+            damage = checkpoint_damage(checkpoint)
+            if damage is None:
+                return checkpoint
+            aside = checkpoint.with_name(DAMAGED_PREFIX + checkpoint.name)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                if aside.exists():
+                    shutil.rmtree(aside)
+                os.replace(checkpoint, aside)
+                earlier = [c for c in self.run.complete_checkpoints() if c < checkpoint]
+                warnings.warn(
+                    f"checkpoint {str(checkpoint)!r} is damaged ({damage}); set aside as "
+                    f"{aside.name} and not used. Resuming from "
+                    f"{earlier[-1].name if earlier else 'the start (no earlier checkpoint)'}",
+                    RecipeWarning, stacklevel=2)
+            acc.wait_for_everyone()
+        return None
+
     def _log(self, loss_sum: torch.Tensor, logs_sum: dict[str, torch.Tensor],
              steps: int, since: float, bar: Any) -> float:
         acc = self.accelerator
         micro = steps * self.config.grad_accum
         loss = acc.reduce(loss_sum, reduction="mean").item() / max(micro, 1)
         elapsed = time.perf_counter() - since
-        record = {"step": self.state.step, "loss": loss}
+        # the steps the mean covers: after a resume between two records, fewer than log_every
+        record = {"step": self.state.step, "loss": loss, "window_steps": steps}
         for key, value in logs_sum.items():
             record[key] = acc.reduce(torch.as_tensor(value, device=acc.device),
                                      reduction="mean").item() / max(micro, 1)
@@ -261,15 +369,42 @@ class Trainer:
             shutil.rmtree(partial, ignore_errors=True)
             final.parent.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
-        acc.save_state(str(partial))
-        acc.wait_for_everyone()
+        try:
+            acc.save_state(str(partial))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                self._save_extra_state(partial)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(partial, final)
+        except Exception as exc:  # noqa: BLE001 - torch.save reports a full disk as RuntimeError
+            if acc.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise TrainingError(self._write_failed(final, exc)) from exc
         if acc.is_main_process:
-            self._save_extra_state(partial)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(partial, final)
             self.run.prune_checkpoints(self.config.keep_checkpoints)
         acc.wait_for_everyone()
+
+    def _write_failed(self, final: Path, exc: Exception) -> str:
+        """One paragraph for a checkpoint that could not be written (a full disk, a
+        folder made read-only), saying that what was saved before is intact."""
+        reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+                  else _first_line(exc))
+        done = self.run.complete_checkpoints()
+        try:
+            free = shutil.disk_usage(final.parent).free
+            space = f"; {free / 1e6:,.1f} MB are free on that disk"
+            needs = sum(p.stat().st_size for p in done[-1].iterdir()) if done else 0
+            if free < needs and not isinstance(exc, OSError):
+                reason = f"the disk is full ({reason})"
+                space += f", a checkpoint takes {needs / 1e6:,.1f} MB"
+        except OSError:
+            space = ""
+        return (f"could not write checkpoint {final.name} into {str(final.parent)!r}: "
+                f"{reason}{space}. Nothing already saved was lost: the half-written "
+                f"checkpoint was removed, and the last complete one, "
+                f"{done[-1].name if done else 'none yet'}, is where the same command "
+                "resumes. Free space (or make the folder writable) and run it again")
 
     def _save_extra_state(self, folder: Path) -> None:
         (folder / TRAIN_STATE_FILE).write_text(json.dumps(self.state.state_dict()))
@@ -300,8 +435,17 @@ class Trainer:
             backup = [p.detach().clone() for p in family.parameters()]
             self.ema.copy_to(family.parameters())
         tmp = self.run.weights_file.with_suffix(".tmp")
-        save_model(family, str(tmp))
-        os.replace(tmp, self.run.weights_file)
+        try:
+            save_model(family, str(tmp))
+            os.replace(tmp, self.run.weights_file)
+        except Exception as exc:  # noqa: BLE001 - safetensors reports write errors its way
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise
+            raise TrainingError(f"could not write the final weights "
+                                f"{str(self.run.weights_file)!r}: {_first_line(exc)}. The "
+                                "checkpoints are intact: free space and run the same command "
+                                "again to write them") from exc
         if self.ema is not None:
             for p, saved in zip(family.parameters(), backup):
                 p.data.copy_(saved)

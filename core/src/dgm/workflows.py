@@ -14,18 +14,20 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+from torch.utils.data import default_collate
 
+from dgm import resources
 from dgm.assembly import build_data, build_family, build_modality
-from dgm.contract import DataSource, Family, Modality
+from dgm.contract import DataSource, Family, Modality, as_batch
 from dgm.errors import RecipeError
 from dgm.evaluation import evaluate_run, metric_entries
 from dgm.loaded_run import LoadedRun
 from dgm.plugins import get_registry
-from dgm.recipes import Recipe, read_recipe, resolved
+from dgm.recipes import Recipe, read_recipe, resolved, with_defaults
 from dgm.registry import Registry
 from dgm.reporting import format_table, plot_loss, write_summary
 from dgm.run_lock import run_folder_lock
-from dgm.runs import RunDir, prepare_run_dir, run_dir_for
+from dgm.runs import RunDir, prepare_run_dir, run_dir_for, write_text_atomic
 from dgm.sampling import sample_run
 from dgm.settings import bind
 from dgm.training import Trainer, TrainResult
@@ -72,15 +74,26 @@ def prepare(recipe_ref: str, overrides: list[str], echo=print,
     recipe = read_recipe(find_recipe(recipe_ref, registry), overrides)
     recipe.validate(registry)
     run = run_dir_for(recipe, allow_outside)  # before anything is built
-    train_data = build_data(recipe, registry, "train")
+    built: dict[tuple[str, ...], dict[str, Any]] = {}  # what was built, defaults included
+    train_data = build_data(recipe, registry, "train", record=built)
     modality = build_modality(train_data.info, registry)
     if recipe.evaluate.metrics is None:  # write the modality's default into the run
         recipe.tables.setdefault("evaluate", {})["metrics"] = list(modality.metrics)
     recipe = resolved(recipe)
     metric_entries(recipe, registry)  # unknown names fail now, not after training
+    check_training_memory(recipe, registry, train_data)
     set_seed(recipe.run.seed)  # initial weights follow run.seed
-    family = build_family(recipe, registry, train_data.info)
+    try:
+        family = build_family(recipe, registry, train_data.info, record=built)
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+        if "alloc" not in str(exc).lower():
+            raise
+        raise RecipeError(f"{_model_settings(recipe)}: the family's networks do not fit in "
+                          f"this machine's memory ({str(exc).strip().splitlines()[-1]}); "
+                          "nothing was written. Make the networks or the latent smaller, "
+                          "or train on a machine with more memory") from None
     _check_likelihood_support(family, train_data, recipe)
+    recipe = with_defaults(recipe, built)
     if family.likelihood_kind != "none":  # fail now, not after training
         bind(family.log_likelihood, recipe.evaluate.likelihood,
              recipe.where("[evaluate.likelihood]"), provided=("x",))
@@ -129,7 +142,7 @@ def finish(prepared: PreparedRun, echo=print) -> LoadedRun:
     run, recipe = prepared.run, prepared.recipe
     run.write_data_info(prepared.train_data.info)
     prepared.trainer.save_weights()
-    (run.model_dir / "recipe.toml").write_text(recipe.to_toml())
+    write_text_atomic(run.model_dir / "recipe.toml", recipe.to_toml())
     loaded = LoadedRun.open(run, prepared.registry)
     sample_run(loaded, n=recipe.sample.n, seed=recipe.sample.seed, echo=echo)
     echo(format_table([evaluate_run(loaded)]))
@@ -151,6 +164,40 @@ def run_recipe(recipe_ref: str, overrides: list[str], echo=print,
     finally:
         prepared.close()
     return prepared.run
+
+
+def check_training_memory(recipe: Recipe, registry: Registry, data: DataSource) -> None:
+    """Refuse, before anything is allocated, a recipe whose family and one batch's
+    training need more memory than ``train.max_memory_gb`` allows (see
+    :mod:`dgm.resources`)."""
+    family = resources.on_meta(lambda: build_family(recipe, registry, data.info,
+                                                    warn_unused=False))
+    if family is None:
+        return
+    n = min(len(data), recipe.data_loading.batch_size)
+    batch = as_batch(default_collate([data[i] for i in range(n)]))
+    needed = resources.estimate(family, batch, ema=recipe.train.ema)
+    limit = resources.memory_limit(recipe.train.max_memory_gb)
+    activations = (f" and {resources.size_text(needed.activation_bytes)} of activations "
+                   f"for a batch of {n}" if needed.activation_bytes else "")
+    resources.check_fits(
+        needed.training_bytes, limit,
+        f"training {type(family).__name__} ({needed.parameters:,} parameters: "
+        f"{resources.size_text(needed.weight_bytes)} of weights, with gradients, "
+        f"optimizer state{' and EMA' if recipe.train.ema else ''}{activations})",
+        _model_settings(recipe),
+        "Make the networks or the latent smaller (dgm show --kind networks NAME lists "
+        "their settings), lower data.batch_size, or raise train.max_memory_gb if the "
+        "machine really has the memory")
+
+
+def _model_settings(recipe: Recipe) -> str:
+    """Where the settings that size a model came from: the recipe file, and the
+    command-line overrides of [family] and [networks] if any."""
+    given = list(dict.fromkeys(item for path, item in recipe.overridden.items()
+                               if path[0] in ("family", "networks", "data")))
+    return f"{recipe.source}: [family] and [networks]" + (
+        f" with {', '.join(given)}" if given else "")
 
 
 def _check_likelihood_support(family: Family, data: Any, recipe: Recipe) -> None:

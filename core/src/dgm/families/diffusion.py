@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from dgm import seeded_random
 from dgm.conditions import ConditionEncoder
 from dgm.contract import CONDITION_DIM, DENOISER, Batch, DataInfo, Family, LogLikelihood
+from dgm.settings import Count
 from dgm.sizes import sample_shape
 
 if TYPE_CHECKING:
@@ -293,9 +294,9 @@ def _expand(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def build_diffusion(ctx, timesteps: int = 1000, beta_schedule: str = "linear",
+def build_diffusion(ctx, timesteps: Count = 1000, beta_schedule: str = "linear",
                     prediction: Prediction = "epsilon", sampler: Sampler = "dpm-solver++",
-                    sampling_steps: int = 20, guidance: float = 1.0,
+                    sampling_steps: Count = 20, guidance: float = 1.0,
                     snap_to_grid: bool = True, conditional: bool | None = None) -> Diffusion:
     """Registered as ``core:diffusion``: the ``denoiser`` network from the recipe or the
     modality. ``timesteps`` and ``beta_schedule`` (``linear``, ``scaled_linear``,

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from dgm import seeded_random
 from dgm.conditions import ConditionEncoder, broadcast
 from dgm.contract import COUPLING, Batch, Family, Grid, LogLikelihood
+from dgm.settings import Count
 
 CouplingNetworkFactory = Callable[[int, int], nn.Module]
 """Builds a coupling network from ``(in_channels, out_channels)``."""
@@ -386,7 +387,7 @@ class Flow(Family):
                                  "bits_per_dim": nll.detach() / (self.dims * math.log(2))}
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, c: Tensor | None = None, k: int = 8
+    def log_likelihood(self, x: Tensor, c: Tensor | None = None, k: Count = 8
                        ) -> LogLikelihood:
         """Exact log p(x) for continuous data. For discrete data, the log of the mean of
         ``k`` importance weights p(y_i) / q(u_i|x) times h^D: a lower bound on log P(x)

@@ -25,6 +25,7 @@ from dgm.conditions import ConditionEncoder, attach, widened
 from dgm.contract import CRITIC, GENERATOR, Batch, Family, Grid, Prior
 from dgm.errors import RecipeError
 from dgm.priors import StandardNormal
+from dgm.settings import Count
 from dgm.sizes import sample_shape
 
 GANLoss = Literal["non-saturating", "hinge"]
@@ -215,7 +216,7 @@ class GAN(Family):
         return seeded_random.randn((n, *latent_shape(shape)), generator, device)
 
 
-def build_gan(ctx, latent_dim: int = 32, loss: GANLoss = "non-saturating",
+def build_gan(ctx, latent_dim: Count = 32, loss: GANLoss = "non-saturating",
               r1_gamma: float = 0.0, spectral_norm: bool = False,
               critic_lr_ratio: float = 1.0, betas: list[float] | None = None,
               snap_to_levels: bool = True) -> GAN:

@@ -13,6 +13,7 @@ from torch.distributions import Normal, kl_divergence
 from dgm.conditions import ConditionEncoder, attach, widened
 from dgm.contract import DECODER, ENCODER, Batch, Family, Likelihood, LogLikelihood, Prior
 from dgm.priors import StandardNormal
+from dgm.settings import Count
 
 
 class VAE(Family):
@@ -99,8 +100,8 @@ class VAE(Family):
         return self.likelihood.mean(self._decode_params(self.encode(x, e)[0], e))
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, c: Tensor | None = None, k: int = 1000,
-                       chunk: int = 100) -> LogLikelihood:
+    def log_likelihood(self, x: Tensor, c: Tensor | None = None, k: Count = 1000,
+                       chunk: Count = 100) -> LogLikelihood:
         """Importance-weighted estimate with ``k`` samples from q(z|x): a lower bound on
         log p(x) (log p(x | c) when conditional) in expectation that tightens as ``k``
         grows (k=1 is the ELBO)."""
@@ -132,7 +133,7 @@ def _log_q(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
     return _posterior(mean, log_var).log_prob(z).flatten(1).sum(1)
 
 
-def build_vae(ctx, latent_dim: int = 16, beta: float = 1.0, sample_mean: bool = False) -> VAE:
+def build_vae(ctx, latent_dim: Count = 16, beta: float = 1.0, sample_mean: bool = False) -> VAE:
     """Registered as ``core:vae``: networks ``encoder`` and ``decoder`` from the recipe or
     the modality. ``latent_dim`` is the size of z; ``beta`` weights the KL term in
     training (evaluation always uses the true ELBO/IWAE); ``sample_mean`` makes samples

@@ -9,14 +9,16 @@ own settings invert its samples.
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dgm.contract import DataInfo, TensorData, class_condition
-from dgm.errors import DataError
+from dgm.errors import DataError, RecipeWarning
 from dgm.folders import folder_split, report_bad_files
 from dgm_audio.codec import AUDIO_SUFFIXES, read_audio
 from dgm_audio.representations import Kind, duration_samples, make_representation
@@ -51,6 +53,32 @@ def fit_length(wave: Tensor, length: int) -> Tensor:
         return F.pad(wave, (extra // 2, extra - extra // 2))
     start = (-extra) // 2
     return wave[..., start:start + length]
+
+
+def file_rate(path: Path) -> int:
+    """An audio file's own sample rate, from its header; 0 when the header is
+    unreadable (reading the file then says what is wrong)."""
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return 0
+
+
+def _say_what_was_changed(root: Path, n: int, sample_rate: int, rates: dict[int, int],
+                          cut: int, longest: float, duration: float) -> None:
+    """One ``dgm: warning:`` saying which clips were resampled and which cut, so a user
+    training on 16 kHz recordings is not surprised by 8 kHz samples."""
+    said = []
+    if rates:
+        found = ", ".join(f"{count} at {rate} Hz" for rate, count in sorted(rates.items()))
+        said.append(f"{sum(rates.values())} of {n} training clips were resampled to "
+                    f"{sample_rate} Hz (data.sample_rate; {found})")
+    if cut:
+        said.append(f"{cut} of {n} were longer than data.duration = {duration:g} s and were "
+                    f"cut to their middle {duration:g} s (the longest was {longest:.2f} s)")
+    warnings.warn(f"audio folder {str(root)!r}: {'; '.join(said)}. Set data.sample_rate and "
+                  "data.duration to keep them as they are; the other splits are treated "
+                  "the same", RecipeWarning, stacklevel=3)
 
 
 def _check_split(split: str, what: str) -> None:
@@ -121,8 +149,11 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
     root, classes = found.root, found.classes
     length = duration_samples(duration, sample_rate)
     waves, labels, names, bad = [], [], [], []
+    rates: dict[int, int] = {}  # the files' own rates other than sample_rate, counted
+    longest, cut = 0, 0
     for file, label in zip(found.files, found.labels):
         try:
+            rate = file_rate(file)
             wave = read_audio(file, sample_rate)
             if wave.abs().max() < SILENCE_PEAK:
                 raise DataError(f"audio file {str(file)!r} is silent (peak "
@@ -130,10 +161,17 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
         except DataError as exc:
             bad.append((file, str(exc)))
             continue
+        if rate != sample_rate:
+            rates[rate] = rates.get(rate, 0) + 1
+        if wave.shape[-1] > length:
+            cut, longest = cut + 1, max(longest, wave.shape[-1])
         waves.append(fit_length(wave, length))
         labels.append(label)
         names.append(str(file))
     report_bad_files(bad, skip_bad, f"audio folder {str(root)!r}")
+    if split == "train" and (rates or cut):
+        _say_what_was_changed(root, len(waves), sample_rate, rates, cut, longest / sample_rate,
+                              duration)
     if not waves:
         raise DataError(f"audio folder {str(root)!r}: no usable audio files in split "
                         f"{split!r}")
