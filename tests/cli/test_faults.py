@@ -152,7 +152,7 @@ def test_a_run_folder_that_cannot_be_written_is_one_paragraph(capsys, run, monke
     for argv in (["run", RECIPE, "run.dir=run", *CHECKPOINTED, "train.steps=6"],
                  ["sample", "run", "--n", "2"]):
         err = error_of(capsys, *argv)
-        assert "could not write" in err and ".lock" in err
+        assert "could not open" in err and ".lock" in err
         assert "permission was denied (EACCES)" in err
     monkeypatch.setattr("dgm.run_lock.os.open", os.open)
 
@@ -285,3 +285,18 @@ def test_sample_metrics_from_few_examples_come_with_a_warning(capsys, in_tmp):
         assert main(["run", RECIPE, "run.dir=out", *TINY, "data.name=image:folder",
                      "data.path=images", "data.test_fraction=0.2", "data.val_fraction=0",
                      "data.mode=L", "data.batch_size=8", "evaluate.metric_samples=64"]) == 0
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(capsys, in_tmp):
+    """A SIGKILL inside the first checkpoint write leaves metrics and no checkpoint: the
+    run starts again from step 0 and must not keep the first attempt's records."""
+    run = in_tmp / "out"
+    run.mkdir()
+    assert main(["run", RECIPE, "run.dir=out", *TINY, "train.steps=4", "train.log_every=2",
+                 "train.checkpoint_every=4"]) == 0
+    shutil.rmtree(run / "checkpoints")
+    assert main(["run", RECIPE, "run.dir=out", *TINY, "train.steps=4", "train.log_every=2",
+                 "train.checkpoint_every=4"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text()
+             .splitlines()]
+    assert steps == [2, 4]

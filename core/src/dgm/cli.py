@@ -406,8 +406,9 @@ WRITE_FAILURES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quot
 
 def write_failure(exc: OSError) -> str:
     """One paragraph for a write that failed because of the disk or permissions."""
-    where = exc.filename or "a file"
-    return (f"could not write {str(where)!r}: {WRITE_FAILURES[exc.errno]} "
+    where = f"{str(exc.filename)!r}" if exc.filename else "a file"
+    verb = "open" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+    return (f"could not {verb} {where}: {WRITE_FAILURES[exc.errno]} "
             f"({errno.errorcode.get(exc.errno, exc.errno)}). Nothing already saved was lost: "
             "checkpoints, weights, the recipe and the reports are written beside their final "
             "names and renamed when complete, so a run folder keeps its last complete "

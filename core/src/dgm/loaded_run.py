@@ -4,6 +4,8 @@ through; it imports nothing above the assembly."""
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ class LoadedRun:
         if not run.weights_file.is_file():
             raise RunDirError(f"run folder {str(run.path)!r} has no final weights "
                               f"({run.weights_file}); finish training with `dgm run`")
+        if not os.access(run.weights_file, os.R_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(run.weights_file))
         try:
             with safe_open(str(run.weights_file), "pt") as f:
                 f.keys()

@@ -101,6 +101,8 @@ class RunDir:
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` (a resumed run logs those steps again)."""
+        if not self.metrics_file.exists():
+            return
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         write_text_atomic(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -162,8 +164,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         tmp.write_text(text)
         tmp.replace(path)
-    except BaseException:  # a full disk or a kill: leave no half-written file behind
+    except BaseException as exc:  # a full disk or a kill: leave no half-written file behind
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # say which file it was
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -184,6 +184,15 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
 DAMAGED_PREFIX = ".damaged-"
 
 
+def give_usual_mode(path: Path) -> None:
+    """The permissions a file created with ``open`` gets (0o666 less the umask):
+    safetensors creates its files readable by their owner alone, so nobody else could
+    sample from a run someone shared with them."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[-1].strip() if text else type(exc).__name__
@@ -237,8 +246,8 @@ class Trainer:
             check_pickles_load_safely(latest)
             acc.load_state(str(latest))
             self._load_extra_state(latest)
-            if acc.is_main_process:
-                self.run.truncate_metrics(state.step)
+        if acc.is_main_process:  # steps after the checkpoint (all, without one) run again
+            self.run.truncate_metrics(state.step)
         resumed_from = state.step
         per_epoch = len(self.loader)
         bar = progress_bar(cfg.steps, state.step, self.run.path.name,
@@ -374,6 +383,8 @@ class Trainer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 self._save_extra_state(partial)
+                for written in partial.glob("*.safetensors"):
+                    give_usual_mode(written)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(partial, final)
@@ -437,6 +448,7 @@ class Trainer:
         tmp = self.run.weights_file.with_suffix(".tmp")
         try:
             save_model(family, str(tmp))
+            give_usual_mode(tmp)
             os.replace(tmp, self.run.weights_file)
         except Exception as exc:  # noqa: BLE001 - safetensors reports write errors its way
             tmp.unlink(missing_ok=True)
