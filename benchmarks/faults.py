@@ -75,28 +75,36 @@ def dgm(*args: str, cwd: Path, user: str | None = None, timeout: float = 600
             "one_paragraph": len(errors) == 1 and "Traceback" not in stderr,
             "message": errors[0][:400] if errors else (lines[-1][:400] if lines else ""),
             "warnings": [line[:300] for line in lines if line.startswith("dgm: warning:")],
-            "stdout": stdout[-400:], "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+            "resumed": "resumed from step" in stdout,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
-def saved_state(run: Path) -> dict[str, str]:
-    """Hashes of what a fault must not lose: the newest complete checkpoint, the final
-    weights and the metrics records up to that checkpoint's step."""
+def saved_state(run: Path, weights: bool = True) -> dict[str, str]:
+    """Hashes of what a fault must not lose: every intact checkpoint's files, the metrics
+    records up to the newest intact one, and (``weights``) the final weights. A probe
+    that trains on leaves ``weights`` out: training rewrites them by design."""
+    from dgm.training import checkpoint_damage
+
     out: dict[str, str] = {}
-    checkpoints = sorted((run / "checkpoints").glob("step-*")) if run.is_dir() else []
-    step = 0
-    if checkpoints:
-        newest = checkpoints[-1]
-        step = int(newest.name.split("-")[1])
-        for path in sorted(newest.iterdir()):
+    intact = [c for c in sorted((run / "checkpoints").glob("step-*"))
+              if checkpoint_damage(c) is None] if run.is_dir() else []
+    for checkpoint in intact:
+        for path in sorted(checkpoint.iterdir()):
             out[str(path.relative_to(run))] = _hash(path.read_bytes())
-    if (run / "model" / "model.safetensors").is_file():
+    step = int(intact[-1].name.split("-")[1]) if intact else 0
+    if weights and (run / "model" / "model.safetensors").is_file():
         out["model/model.safetensors"] = _hash((run / "model" / "model.safetensors")
                                                .read_bytes())
     if (run / "metrics.jsonl").is_file():
-        kept = [line for line in (run / "metrics.jsonl").read_text().splitlines()
-                if json.loads(line).get("step", 0) <= step]
-        out["metrics.jsonl (to the checkpoint)"] = _hash("\n".join(kept).encode())
+        out["metrics.jsonl"] = _metrics_hash(run / "metrics.jsonl", step)
+        out["metrics.jsonl"] += f" to step {step}"
     return out
+
+
+def _metrics_hash(path: Path, step: int) -> str:
+    kept = [line for line in path.read_text().splitlines()
+            if json.loads(line).get("step", 0) <= step]
+    return _hash("\n".join(kept).encode())
 
 
 def _hash(data: bytes) -> str:
@@ -104,17 +112,16 @@ def _hash(data: bytes) -> str:
 
 
 def lost(before: dict[str, str], run: Path) -> list[str]:
-    """What of ``before`` is now missing or different. A checkpoint set aside as damaged
-    counts as kept (it is there, renamed)."""
-    after = saved_state(run) if run.is_dir() else {}
+    """What of ``before`` is now missing or different on disk. A damaged checkpoint set
+    aside (``.damaged-step-N``) is not in ``before``: only intact ones are."""
     gone = []
     for key, value in before.items():
-        aside = run / key.replace("checkpoints/", "checkpoints/.damaged-", 1)
-        if after.get(key) == value:
-            continue
-        if aside.is_file() and _hash(aside.read_bytes()) == value:
-            continue
-        gone.append(key)
+        if key == "metrics.jsonl":
+            digest, step = value.split(" to step ")
+            if _metrics_hash(run / key, int(step)) != digest:
+                gone.append(f"metrics.jsonl to step {step}")
+        elif not (run / key).is_file() or _hash((run / key).read_bytes()) != value:
+            gone.append(key)
     return gone
 
 
@@ -126,7 +133,7 @@ def row(fault: str, probe: str, result: dict[str, Any], expected: str, data_lost
             result.get("code"), "one_paragraph": result.get("one_paragraph"), "message":
             result.get("message"), "warnings": result.get("warnings", []), "data_lost":
             data_lost, "as_expected": ok, "seconds": result.get("seconds"),
-            "peak_rss_mb": result.get("peak_rss_mb")}
+            "peak_rss_mb": result.get("peak_rss_mb"), "resumed": result.get("resumed")}
 
 
 def trained(work: Path, name: str, *extra: str) -> Path:
@@ -159,8 +166,11 @@ def kills(work: Path, n_kills: int, in_write: int, seed: int) -> dict[str, Any]:
                     killed_in_write = True
                     break
                 time.sleep(0.001)
-        else:
-            while proc.poll() is None and not (run / "metrics.jsonl").is_file():
+        else:  # once this process has logged a step of its own
+            metrics = run / "metrics.jsonl"
+            seen = metrics.stat().st_mtime_ns if metrics.is_file() else None
+            while proc.poll() is None and time.monotonic() < deadline and (
+                    not metrics.is_file() or metrics.stat().st_mtime_ns == seen):
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 2.0))
             if proc.poll() is None:
@@ -217,7 +227,7 @@ def probes(work: Path) -> list[dict[str, Any]]:
     try:
         result = dgm("run", RECIPE, f"run.dir={disk / 'run'}", *PROBE,
                      "train.steps=60", "--allow-outside", cwd=work)
-        before = saved_state(disk / "run")
+        before = saved_state(disk / "run", weights=False)
         partial = list((disk / "run" / "checkpoints").glob(".partial-*"))
         rows.append(row("disk full during a checkpoint", "run folder on an 11 MB tmpfs",
                         result, "one paragraph naming the file; last checkpoint kept",
@@ -229,7 +239,7 @@ def probes(work: Path) -> list[dict[str, Any]]:
         rows.append(row("disk full, then space freed", "same command again", again,
                         "resumes from the last checkpoint and finishes",
                         lost(before, disk / "run"), again["code"] == 0
-                        and "resumed from step" in again["stdout"]))
+                        and again["resumed"]))
         # the recipe write on a disk with no room at all
         subprocess.run(["mount", "-o", "remount,size=64M", str(disk)], check=True)
         filler = disk / "filler"
@@ -241,8 +251,9 @@ def probes(work: Path) -> list[dict[str, Any]]:
         filler.unlink()
         again = dgm("run", RECIPE, f"run.dir={disk / 'new'}", *QUICK, "train.steps=4",
                     "--allow-outside", cwd=work)
-        rows.append(row("disk full while writing recipe.toml", "a 64 MB tmpfs filled to "
-                        "the last byte", result, "one paragraph; no temporary file left; "
+        rows.append(row("disk full as a run starts (its .lock, then recipe.toml)",
+                        "a new run folder on a 64 MB tmpfs filled to the last byte", result,
+                        "one paragraph; no temporary file left; "
                         "the folder is usable once space is freed", [], result["code"] == 2
                         and not [n for n in leftovers if n.endswith(".tmp")]
                         and again["code"] == 0))
@@ -264,7 +275,7 @@ def probes(work: Path) -> list[dict[str, Any]]:
     theirs = trained(work, "not-yours")
     before = saved_state(theirs)
     os.chmod(work, 0o755)
-    result = dgm("sample", "not-yours", "--n", "2", cwd=work, user="nobody")
+    result = dgm("sample", "not-yours", "--n", "2", cwd=work, user="65534")
     rows.append(row("permission denied", "dgm sample as user nobody on root's run", result,
                     "one paragraph naming the file", lost(before, theirs),
                     result["code"] == 2 and "permission was denied" in result["message"]))
@@ -281,7 +292,7 @@ def probes(work: Path) -> list[dict[str, Any]]:
     for fault, damage in damages.items():
         run = trained(work, "damaged-" + str(len(rows)))
         damage(run)
-        before = saved_state(run)
+        before = saved_state(run, weights=False)
         result = dgm("run", RECIPE, f"run.dir={run.name}", *PROBE, "train.steps=50",
                      cwd=work)
         rows.append(row(fault, "resume after the damage", result,
@@ -390,9 +401,10 @@ def write_results(result: dict[str, Any]) -> None:
     lines = ["# faults: fault injection into real runs (digits VAE)", "",
              f"{m['date']}; {m['platform']}; {m['cpu_count']} CPUs; torch {m['torch']}, "
              f"accelerate {m['accelerate']}. Every probe is the real `dgm` command in a "
-             "child process; 'data lost' compares hashes of the newest complete checkpoint, "
-             "the final weights and the metrics records up to that checkpoint, taken before "
-             "the fault, with the folder after it.", "",
+             "child process; 'data lost' compares hashes of every intact checkpoint's files, "
+             "the metrics records up to the newest of them and (unless the probe trains on) "
+             "the final weights, taken before the fault, with the folder after it. Peak RSS "
+             "is the child's own (wait4).", "",
              "## SIGKILL and resume", "",
              "| kills | inside a checkpoint write | final weights bit-identical to an "
              "uninterrupted run | metrics steps unique and in order |", "|---:|---:|---|---|",
@@ -402,15 +414,17 @@ def write_results(result: dict[str, Any]) -> None:
              f"{k['steps']} steps, a checkpoint every {k['checkpoint_every']}; each kill at a "
              "random moment after training began, or the instant a `.partial-*` checkpoint "
              "folder appeared.", "", "## Faults", "",
-             "| fault | probe | outcome | one paragraph | data lost | as expected |",
-             "|---|---|---|---|---|---|"]
+             "| fault | probe | outcome | one paragraph | data lost | as expected | s | "
+             "peak RSS MB |", "|---|---|---|---|---|---|---:|---:|"]
     for r in result["faults"]:
-        outcome = (r["message"] or (r["warnings"][0] if r.get("warnings") else "exit 0"))
+        outcome = (r["message"] or (r["warnings"][0] if r.get("warnings") else "finished")
+                   + ("; resumed from its last checkpoint" if r.get("resumed") else ""))
         outcome = outcome.replace("|", "\\|")[:220]
         lines.append(f"| {r['fault']} | {r['probe']} | exit {r['exit_code']}: {outcome} | "
                      f"{'yes' if r.get('one_paragraph') else '-'} | "
                      f"{', '.join(r['data_lost']) or 'none'} | "
-                     f"{'yes' if r['as_expected'] else 'NO'} |")
+                     f"{'yes' if r['as_expected'] else 'NO'} | {r['seconds']} | "
+                     f"{r.get('peak_rss_mb') or '-'} |")
     (RESULTS / "faults.md").write_text("\n".join(lines) + "\n")
 
 

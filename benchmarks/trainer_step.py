@@ -370,7 +370,17 @@ def breakdown(setup: Setup, workdir: Path) -> dict[str, float]:
 def write_results(report: dict[str, Any]) -> None:
     """Write ``results/trainer_step.json`` and a short markdown table beside it."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "trainer_step.json").write_text(json.dumps(report, indent=2) + "\n")
+    path = RESULTS / "trainer_step.json"
+    if path.is_file() and "previous" not in report:  # keep the last run's figures
+        last = json.loads(path.read_text())
+        report["previous"] = [{"date": last["machine"]["date"],
+                               "ratio": last["figures"]["ratio"],
+                               "dgm_median_ms_per_step":
+                                   last["figures"]["dgm"]["median_ms_per_step"],
+                               "plain_median_ms_per_step":
+                                   last["figures"]["plain"]["median_ms_per_step"]},
+                              *last.get("previous", [])]
+    path.write_text(json.dumps(report, indent=2) + "\n")
     f, m, s = report["figures"], report["machine"], report["settings"]
     lines = [
         "# trainer_step: dgm Trainer vs a plain PyTorch loop (digits VAE)",
@@ -398,6 +408,10 @@ def write_results(report: dict[str, Any]) -> None:
         "Weights "
         f"after {s['steps']} steps differ by at most {f['max_weight_difference']:.2g}.",
         "",
+        *(["Earlier runs (each ratio measured side by side within its own run): " + "; ".join(
+            f"{p['date'][:10]}: {p['ratio']:.3f} (dgm {p['dgm_median_ms_per_step']:.3f}, "
+            f"plain {p['plain_median_ms_per_step']:.3f} ms/step)"
+            for p in report.get("previous", [])) + ".", ""] if report.get("previous") else []),
         f"Method: {report['method']}",
         "",
         "Extra work in a dgm step, each piece timed alone (`--breakdown`):",

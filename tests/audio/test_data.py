@@ -91,3 +91,13 @@ def test_folder_says_which_clips_it_resampled_and_cut(tmp_path, recwarn):
         f"audio folder {str(tmp_path)!r}: 1 of 2 training clips were resampled to 16000 Hz "
         "(data.sample_rate; 1 at 8000 Hz). Set data.sample_rate and data.duration to keep "
         "them as they are; the other splits are treated the same"]
+
+
+def test_folder_says_which_clips_it_mixed_down(tmp_path):
+    _tone(tmp_path / "mono.wav")
+    stereo = np.stack([0.5 * np.sin(np.arange(800) / 3.0)] * 2, axis=1).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", stereo, 8000, subtype="PCM_16")
+    with pytest.warns(UserWarning, match="1 of 2 had more than one channel and were mixed "
+                                         "down to mono"):
+        folder("train", str(tmp_path), representation="waveform", duration=0.1,
+               val_fraction=0, test_fraction=0)

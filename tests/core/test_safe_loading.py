@@ -33,8 +33,12 @@ def test_a_checkpoint_crafted_to_run_code_is_refused(in_tmp, victim):
     marker = in_tmp / "pwned"
     with open(checkpoint / victim, "wb") as f:
         pickle.dump({"state": RunsCode(str(marker))}, f, protocol=2)
-    with pytest.raises(RunDirError, match=f"{checkpoint.name}.*refused.*{victim}"):
+    with pytest.raises(RunDirError, match=f"{checkpoint.name}.*refused.*{victim}") as refused:
         main(["--traceback", "run", RECIPE, "run.dir=out", "train.steps=4", *QUICK])
+    message = str(refused.value)
+    assert "Unsupported global" in message or "open" in message
+    for advice in ("weights_only", "add_safe_globals", "trust"):  # PyTorch's way around it
+        assert advice not in message
     assert not marker.exists()
     assert (checkpoint / victim).is_file()  # evidence kept, nothing overwritten
 

@@ -62,8 +62,12 @@ def run_folder_lock(folder: Path, what: str) -> Iterator[None]:
     record = {"pid": os.getpid(), "command": " ".join(["dgm", *sys.argv[1:]])[:300]
               if sys.argv and sys.argv[0].endswith(("dgm", "__main__.py")) else what,
               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(record).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(record).encode())
+    except OSError as exc:  # a full disk: say which file
+        os.close(fd)
+        raise OSError(exc.errno, exc.strerror, str(folder / LOCK_NAME)) from exc
     _held.add(key)
     try:
         yield

@@ -132,7 +132,8 @@ def _unpickling_reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
         if line.startswith("WeightsUnpickler error:"):
-            return line.removeprefix("WeightsUnpickler error:").strip().rstrip(".")
+            reason = line.removeprefix("WeightsUnpickler error:").strip()
+            return reason.split(". ")[0].rstrip(".")  # not PyTorch's advice on allowing it
     safe = [line for line in lines if "weights_only" not in line and "Weights only" not in line]
     return safe[0].rstrip(".") if safe else type(exc).__name__
 

@@ -55,19 +55,20 @@ def fit_length(wave: Tensor, length: int) -> Tensor:
     return wave[..., start:start + length]
 
 
-def file_rate(path: Path) -> int:
-    """An audio file's own sample rate, from its header; 0 when the header is
-    unreadable (reading the file then says what is wrong)."""
+def file_header(path: Path) -> tuple[int, int]:
+    """An audio file's own sample rate and channel count, from its header; (0, 1) when
+    the header is unreadable (reading the file then says what is wrong)."""
     try:
-        return int(sf.info(str(path)).samplerate)
+        info = sf.info(str(path))
+        return int(info.samplerate), int(info.channels)
     except (sf.LibsndfileError, RuntimeError, OSError):
-        return 0
+        return 0, 1
 
 
 def _say_what_was_changed(root: Path, n: int, sample_rate: int, rates: dict[int, int],
-                          cut: int, longest: float, duration: float) -> None:
-    """One ``dgm: warning:`` saying which clips were resampled and which cut, so a user
-    training on 16 kHz recordings is not surprised by 8 kHz samples."""
+                          cut: int, longest: float, duration: float, mixed: int) -> None:
+    """One ``dgm: warning:`` saying which clips were resampled, cut or mixed down, so a
+    user training on 16 kHz recordings is not surprised by 8 kHz samples."""
     said = []
     if rates:
         found = ", ".join(f"{count} at {rate} Hz" for rate, count in sorted(rates.items()))
@@ -76,6 +77,8 @@ def _say_what_was_changed(root: Path, n: int, sample_rate: int, rates: dict[int,
     if cut:
         said.append(f"{cut} of {n} were longer than data.duration = {duration:g} s and were "
                     f"cut to their middle {duration:g} s (the longest was {longest:.2f} s)")
+    if mixed:
+        said.append(f"{mixed} of {n} had more than one channel and were mixed down to mono")
     warnings.warn(f"audio folder {str(root)!r}: {'; '.join(said)}. Set data.sample_rate and "
                   "data.duration to keep them as they are; the other splits are treated "
                   "the same", RecipeWarning, stacklevel=3)
@@ -150,10 +153,10 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
     length = duration_samples(duration, sample_rate)
     waves, labels, names, bad = [], [], [], []
     rates: dict[int, int] = {}  # the files' own rates other than sample_rate, counted
-    longest, cut = 0, 0
+    longest, cut, mixed = 0, 0, 0
     for file, label in zip(found.files, found.labels):
         try:
-            rate = file_rate(file)
+            rate, channels = file_header(file)
             wave = read_audio(file, sample_rate)
             if wave.abs().max() < SILENCE_PEAK:
                 raise DataError(f"audio file {str(file)!r} is silent (peak "
@@ -165,13 +168,14 @@ def folder(split: str, path: str, representation: Kind = "log-mel",
             rates[rate] = rates.get(rate, 0) + 1
         if wave.shape[-1] > length:
             cut, longest = cut + 1, max(longest, wave.shape[-1])
+        mixed += channels > 1
         waves.append(fit_length(wave, length))
         labels.append(label)
         names.append(str(file))
     report_bad_files(bad, skip_bad, f"audio folder {str(root)!r}")
-    if split == "train" and (rates or cut):
+    if split == "train" and (rates or cut or mixed):
         _say_what_was_changed(root, len(waves), sample_rate, rates, cut, longest / sample_rate,
-                              duration)
+                              duration, mixed)
     if not waves:
         raise DataError(f"audio folder {str(root)!r}: no usable audio files in split "
                         f"{split!r}")
