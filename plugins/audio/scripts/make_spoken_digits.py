@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+
+from dgm_audio.signal_processing import resample
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SAMPLE_RATE = 16000
@@ -66,7 +67,7 @@ def speak(word: str, voice: str, speed: int, pitch: int, workdir: Path) -> np.nd
                     "-w", str(wav), word], check=True, capture_output=True)
     audio, rate = sf.read(wav, dtype="float32", always_2d=True)
     mono = torch.from_numpy(audio.mean(axis=1))
-    return AF.resample(mono, rate, SAMPLE_RATE).numpy()
+    return resample(mono, rate, SAMPLE_RATE).numpy()
 
 
 def trim(audio: np.ndarray) -> np.ndarray:

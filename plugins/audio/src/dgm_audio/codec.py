@@ -1,5 +1,5 @@
 """Audio files to tensors and back: WAV and FLAC through soundfile, mono mix-down,
-resampling with torchaudio, 16-bit PCM output."""
+band-limited resampling, 16-bit PCM output."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch import Tensor
 
 from dgm.errors import DataError
+from dgm_audio.signal_processing import resample as band_limited_resample
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
@@ -56,10 +56,10 @@ def mix_down(wave: Tensor) -> Tensor:
 
 
 def resample(wave: Tensor, from_rate: int, to_rate: int) -> Tensor:
-    """torchaudio's band-limited (windowed sinc) resampling along the last dimension."""
+    """Band-limited (Hann-windowed sinc) resampling along the last dimension."""
     if from_rate == to_rate:
         return wave
-    return AF.resample(wave, int(from_rate), int(to_rate))
+    return band_limited_resample(wave, int(from_rate), int(to_rate))
 
 
 def write_audio(wave: Tensor, path: Path, sample_rate: int) -> None:

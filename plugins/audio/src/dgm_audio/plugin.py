@@ -16,7 +16,7 @@ def register_hookspecs(register) -> None:
 
 @hookimpl
 def register_vocoders(register) -> None:
-    register("griffin-lim", griffin_lim, "Griffin-Lim phase recovery (torchaudio)")
+    register("griffin-lim", griffin_lim, "Griffin-Lim phase recovery")
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """What models see of a waveform, each with its stated inverse and the metadata that
 inverse depends on: the raw waveform, mu-law classes, and a log-mel spectrogram
-(inverted with torchaudio's InverseMelScale and Griffin-Lim).
+(inverted by least squares through the mel filter bank, then Griffin-Lim).
 
 Metadata travels with the data (``DataInfo.source["representation"]``) into the run
 folder, so a run's samples are inverted with the settings it was trained with;
@@ -13,10 +13,10 @@ import math
 from typing import Any, Literal
 
 import torch
-import torchaudio.functional as AF
 from torch import Tensor, nn
 
 from dgm.contract import Representation
+from dgm_audio import signal_processing as sp
 
 Kind = Literal["waveform", "mu-law", "log-mel"]
 KINDS: tuple[str, ...] = ("waveform", "mu-law", "log-mel")
@@ -51,7 +51,7 @@ class LogMel(nn.Module):
     """Waveform ``(1, L)`` to a normalised log-mel spectrogram ``(1, n_mels, L // hop)``
     and back. Values are ``(log(mel_power + floor) - log_center) / log_scale`` so speech
     lies roughly in [-1, 1]; the inverse undoes that, maps mel power to a linear
-    spectrogram (InverseMelScale, least squares) and turns that into sound with the
+    spectrogram (least squares through the filter bank) and turns that into sound with the
     registered vocoder named ``vocoder`` (default: Griffin-Lim), looked up when
     inverting."""
 
@@ -59,8 +59,6 @@ class LogMel(nn.Module):
                  f_max: float, window: str = "hann", floor: float = 1e-5,
                  log_center: float = -1.5, log_scale: float = 10.0,
                  griffin_lim_iters: int = 32, vocoder: str = DEFAULT_VOCODER) -> None:
-        import torchaudio.transforms as T
-
         super().__init__()
         if not 0 <= f_min < f_max <= sample_rate / 2:
             raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2; got f_min={f_min}, "
@@ -70,28 +68,25 @@ class LogMel(nn.Module):
                              f"hop={hop}, n_mels={n_mels}")
         self.hop, self.floor = hop, floor
         self.log_center, self.log_scale = log_center, log_scale
-        window_fn = _window(window)
-        self.mel = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop,
-                                    f_min=f_min, f_max=f_max, n_mels=n_mels, power=2.0,
-                                    window_fn=window_fn)
-        self.inverse_mel = T.InverseMelScale(n_stft=n_fft // 2 + 1, n_mels=n_mels,
-                                             sample_rate=sample_rate, f_min=f_min,
-                                             f_max=f_max)
         self.n_fft, self.griffin_lim_iters = n_fft, griffin_lim_iters
         self.vocoder = vocoder
-        self.register_buffer("window", window_fn(n_fft), persistent=False)
+        self.register_buffer("window", _window(window)(n_fft), persistent=False)
+        self.register_buffer("filter_bank", sp.mel_filter_bank(n_fft // 2 + 1, f_min, f_max,
+                                                               n_mels, sample_rate),
+                             persistent=False)
 
     @torch.no_grad()
     def forward(self, wave: Tensor) -> Tensor:
         frames = wave.shape[-1] // self.hop
-        mel = self.mel(wave.float())[..., :frames]
+        power = sp.power_spectrogram(wave.float(), self.n_fft, self.hop, self.window)
+        mel = sp.apply_filter_bank(power, self.filter_bank)[..., :frames]
         return (torch.log(mel + self.floor) - self.log_center) / self.log_scale
 
     @torch.no_grad()
     def invert(self, log_mel: Tensor) -> Tensor:
         mel = (torch.exp(log_mel.float() * self.log_scale + self.log_center)
                - self.floor).clamp_min(0.0)
-        linear = self.inverse_mel(mel).clamp_min(0.0)
+        linear = sp.invert_filter_bank(mel, self.filter_bank)
         if self.vocoder == DEFAULT_VOCODER:  # no registry needed for the plugin's own
             return griffin_lim(linear, self)
         from dgm_audio.vocoders import vocoder
@@ -106,8 +101,8 @@ def griffin_lim(linear: Tensor, log_mel: LogMel) -> Tensor:
     frames = linear.shape[-1]
     # Griffin-Lim on frames + 1 (the centred last frame, dropped by forward, repeated)
     linear = torch.cat([linear, linear[..., -1:]], dim=-1)
-    wave = AF.griffinlim(linear, log_mel.window, log_mel.n_fft, log_mel.hop, log_mel.n_fft,
-                         2.0, log_mel.griffin_lim_iters, 0.99, frames * log_mel.hop, False)
+    wave = sp.griffin_lim(linear, log_mel.window, log_mel.n_fft, log_mel.hop,
+                          log_mel.griffin_lim_iters, frames * log_mel.hop)
     return wave.clamp(-1.0, 1.0)
 
 
@@ -119,7 +114,7 @@ def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: 
     """The representation ``kind`` with its settings recorded in ``metadata``.
 
     - ``waveform``: the samples themselves in [-1, 1].
-    - ``mu-law``: torchaudio's mu-law companding to ``mu + 1`` classes, mapped onto the
+    - ``mu-law``: mu-law companding to ``mu + 1`` classes, mapped onto the
       evenly spaced grid of ``mu + 1`` values in [-1, 1] (so categorical and discretized
       likelihoods with ``levels = mu + 1`` model it); the inverse expands it back.
     - ``log-mel``: see :class:`LogMel`; ``vocoder`` names the registered vocoder of its
@@ -137,12 +132,12 @@ def make_representation(kind: Kind = "log-mel", sample_rate: int = 8000, n_fft: 
         classes = mu + 1
 
         def encode(wave: Tensor) -> Tensor:
-            index = AF.mu_law_encoding(wave.float().clamp(-1, 1), classes)
+            index = sp.mu_law_encode(wave.float().clamp(-1, 1), classes)
             return index.float() * (2.0 / mu) - 1.0
 
         def decode(values: Tensor) -> Tensor:
             index = torch.round((values.float().clamp(-1, 1) + 1.0) * (mu / 2.0)).long()
-            return AF.mu_law_decoding(index, classes)
+            return sp.mu_law_decode(index, classes)
 
         return Representation("mu-law", encode, decode, meta)
     f_max = float(f_max if f_max is not None else sample_rate / 2)
