@@ -199,6 +199,22 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[-1].strip() if text else type(exc).__name__
 
 
+def non_finite_where(losses: list[float]) -> str:
+    """The non-finite loss, and with several processes which of them saw it: ``nan``,
+    ``nan on process 1 of 2``, ``nan on processes 0 and 2, inf on process 3 of 4``."""
+    if len(losses) == 1:
+        return str(losses[0])
+    ranks: dict[str, list[int]] = {}
+    for rank, value in enumerate(losses):
+        if not math.isfinite(value):
+            ranks.setdefault(str(value), []).append(rank)
+    parts = []
+    for value, seen in ranks.items():
+        names = " and ".join(filter(None, [", ".join(map(str, seen[:-1])), str(seen[-1])]))
+        parts.append(f"{value} on process{'es' if len(seen) > 1 else ''} {names}")
+    return f"{', '.join(parts)} of {len(losses)}"
+
+
 class Trainer:
     """Fits ``family`` on ``data`` for ``config.steps`` optimizer steps."""
 
@@ -268,8 +284,9 @@ class Trainer:
                 with acc.accumulate(self.model):
                     with acc.autocast():
                         loss, logs = self.model(batch)
-                    if not torch.isfinite(loss):
-                        self._non_finite(loss)
+                    losses = self._losses_if_non_finite(loss)
+                    if losses is not None:
+                        self._non_finite(losses)
                         self.optimizer.zero_grad()
                         state.batches += 1
                         continue
@@ -348,24 +365,38 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{record['samples_per_sec']:.0f}")
         return loss
 
-    def _non_finite(self, loss: torch.Tensor) -> None:
+    def _losses_if_non_finite(self, loss: torch.Tensor) -> list[float] | None:
+        """Every process's loss when any process's is not finite, else None. Processes
+        decide together, so all skip the batch (or all stop) and none is left waiting in
+        the gradient all-reduce; one process gathers nothing."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return None if torch.isfinite(loss) else [loss.item()]
+        losses = acc.gather(loss.detach().float().reshape(1))
+        return None if torch.isfinite(losses).all() else losses.tolist()
+
+    def _non_finite(self, losses: list[float]) -> None:
+        """Skip the batch or stop, the same way and with the same words on every
+        process: ``losses`` holds every process's loss."""
         step = self.state.step + 1
         latest = self.run.latest_checkpoint()
+        where = non_finite_where(losses)
         if self.config.on_nan == "skip":
             self.skipped_in_a_row += 1
             if self.skipped_in_a_row <= SKIPS_IN_A_ROW:
                 if self.accelerator.is_main_process:
                     self.run.append_metrics({"step": step, "skipped": "non-finite loss"})
                 return
+            last = f" (the last: {where})" if len(losses) > 1 else ""
             raise TrainingError(
                 f"the loss was non-finite on {SKIPS_IN_A_ROW + 1} batches in a row at step "
-                f"{step} (train.on_nan = \"skip\"), so the weights themselves are likely "
-                f"no longer finite; stopped, and nothing was saved from these steps. The "
-                f"last good checkpoint, {latest or 'none (none was written yet)'}, is where "
-                "the same command resumes: set train.max_grad_norm (it may change on an "
-                "existing run folder), or start a new run with a lower train.lr")
+                f"{step}{last} (train.on_nan = \"skip\"), so the weights themselves are "
+                f"likely no longer finite; stopped, and nothing was saved from these steps. "
+                f"The last good checkpoint, {latest or 'none (none was written yet)'}, is "
+                "where the same command resumes: set train.max_grad_norm (it may change on "
+                "an existing run folder), or start a new run with a lower train.lr")
         raise TrainingError(
-            f"loss became {loss.item()} at step {step}; nothing was saved from this step. "
+            f"loss became {where} at step {step}; nothing was saved from this step. "
             f"Last good checkpoint: {latest or 'none'}. Lower train.lr, set "
             "train.max_grad_norm, or set train.on_nan = \"skip\""
         )
