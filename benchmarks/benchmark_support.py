@@ -31,17 +31,18 @@ def machine() -> dict[str, Any]:
 
 
 def timed_dgm_run(recipe: str, run: Path, overrides: list[str], reuse: bool = False,
-                  cwd: Path | None = None) -> dict[str, Any]:
+                  cwd: Path | None = None, python: str = sys.executable) -> dict[str, Any]:
     """Train, sample and evaluate ``recipe`` into a fresh ``run`` folder with ``dgm run``;
     return (and keep beside the run) its steps, training and whole-run seconds. With
-    ``reuse``, the timings of an earlier run in that folder are returned instead."""
+    ``reuse``, the timings of an earlier run in that folder are returned instead.
+    ``python`` is the interpreter of the environment to run it in (default this one's)."""
     timings_file = run / "benchmark_timings.json"
     if reuse and timings_file.is_file():
         return json.loads(timings_file.read_text())
     if run.exists():
         shutil.rmtree(run)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dgm", "run", recipe, f"run.dir={run}",
+    proc = subprocess.run([python, "-m", "dgm", "run", recipe, f"run.dir={run}",
                            "train.progress=false", *overrides], cwd=cwd, capture_output=True,
                           text=True)
     wall = time.perf_counter() - start

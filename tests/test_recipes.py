@@ -17,6 +17,8 @@ from dgm.recipes import Recipe, apply_override, read_recipe
 from dgm.workflows import find_recipe
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains, installs or starts processes: not in the fast tier
+
 TINY = ["train.steps=3", "train.progress=false", "train.log_every=1", "sample.n=4",
         'sample.size=""', "evaluate.max_examples=8", "evaluate.metric_samples=8"]
 REPO_RECIPES = sorted((REPO / "recipes").rglob("*.toml"))

@@ -4,7 +4,11 @@ and as mu-law codes (an exact inverse up to the 16-bit WAV file)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dgm.testing import ModalityConformance
+
+pytestmark = pytest.mark.slow  # trains, installs or starts processes: not in the fast tier
 
 SMALL = {"sample_rate": 4000, "duration": 0.256, "digits": [1, 2]}
 

@@ -25,6 +25,7 @@ def test_spoken_digits_are_split_by_voice_and_small():
         assert {int(r["digit"]) for r in rows if r["split"] == split} == set(range(10))
 
 
+@pytest.mark.slow
 def test_spoken_digits_yield_the_recipes_shapes():
     mel = spoken_digits("val")
     assert mel.info.shape == (1, 32, 64) and mel.info.classes[7] == "seven"

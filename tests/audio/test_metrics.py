@@ -15,6 +15,7 @@ def speech():
     return spoken_digits("train", representation="waveform", duration=0.5).examples[:64]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", [mr_stft_distance, log_spectral_distance, frechet_mel])
 def test_a_set_is_near_itself_and_far_from_noise(metric, speech):
     a, b = speech[:32], speech[32:]
@@ -34,6 +35,7 @@ def test_log_mel_data_works_for_spectral_metrics():
         mr_stft_distance(mel, mel)
 
 
+@pytest.mark.slow
 def test_digit_classifier_hears_unseen_voices_well_above_chance(tmp_path):
     model = train_classifier(tmp_path, echo=lambda _: None, epochs=4)
     assert accuracy_on_test_voices(model) > 0.5  # chance is 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dgm.likelihoods import Categorical
@@ -29,6 +30,7 @@ def test_wavenet_is_causal():
     assert not torch.allclose(a[..., 41:], b[..., 41:])
 
 
+@pytest.mark.slow
 def test_cached_generation_equals_sampling_through_forward():
     torch.manual_seed(0)
     net = WaveNet((1, 48), param_channels=256, residual=8, skip=16, layers=5, cycle=3).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dgm.cli import main
 from dgm.plugins import get_registry
 from tests.conftest import REPO
@@ -89,6 +91,7 @@ def test_a_plugin_loaded_before_the_kinds_declarer_still_registers_into_it():
     assert "widgets" not in host.registry.kinds and host.registry.entries("widgets") == []
 
 
+@pytest.mark.slow
 def test_an_unknown_vocoder_is_refused_when_the_data_is_built(in_tmp, capsys):
     recipe = REPO / "recipes" / "speech" / "digits-mel-vae.toml"
     assert main(["run", str(recipe), "run.dir=out", "data.vocoder=hifi"]) == 2

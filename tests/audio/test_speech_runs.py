@@ -38,6 +38,7 @@ def test_changing_the_condition_changes_the_sample():
     assert not torch.allclose(draw(3), draw(7))
 
 
+@pytest.mark.slow
 def test_sample_with_a_condition_writes_wavs_and_a_page(in_tmp, capsys):
     assert main(["run", str(RECIPE), "run.dir=out", *SMALL]) == 0
     assert main(["sample", "out", "--n", "3", "--condition", "seven", "-o", "steps=2",
@@ -66,6 +67,7 @@ def test_sample_with_a_condition_writes_wavs_and_a_page(in_tmp, capsys):
     assert "seven/index.html" in (in_tmp / "per-digit" / "index.html").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["digits-mel-vae.toml", "digits-mulaw-wavenet.toml"])
 def test_runs_trained_without_a_condition_refuse_one(in_tmp, capsys, recipe):
     path = REPO / "recipes" / "speech" / recipe

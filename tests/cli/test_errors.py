@@ -140,6 +140,7 @@ def test_conv_network_that_cannot_fit_the_shape(capsys, in_tmp):
     assert "divisible by 16" in err
 
 
+@pytest.mark.slow
 def test_a_plugin_that_failed_to_import_is_named_when_its_entry_is_asked_for(tmp_path):
     from tests.core.test_plugins import fake_distribution
 
@@ -181,6 +182,7 @@ def test_counts_that_must_be_positive(capsys, in_tmp):
     assert "[train]: key 'log_every' should be at least 1, got 0" in err
 
 
+@pytest.mark.slow
 def test_a_networks_table_the_family_never_reads_is_reported_once_by_the_command(tmp_path):
     """A misspelt role used to be ignored in silence; the real command prints one line
     that names the file, the table and the roles the family does build, then trains."""

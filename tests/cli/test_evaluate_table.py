@@ -14,6 +14,7 @@ QUICK = ["train.steps=2", "train.progress=false", "sample.n=2", "evaluate.max_ex
          "evaluate.metric_samples=6"]
 
 
+@pytest.mark.slow
 def test_one_table_for_several_runs_and_from_saved_results(in_tmp, capsys):
     assert main(["run", str(REPO / "recipes/image/digits-vae.toml"), "run.dir=vae",
                  "evaluate.likelihood.k=3", *QUICK]) == 0
@@ -41,6 +42,7 @@ def test_one_table_for_several_runs_and_from_saved_results(in_tmp, capsys):
     assert (in_tmp / "diff" / "evaluation.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_density_on_continuous_data_is_reported_with_its_caveat(in_tmp, capsys):
     """Log-mel spectrograms have no levels: no uniform reference, and a note that the
     figure is a density, in the summary and under the table."""

@@ -20,6 +20,7 @@ TINY_DIFFUSION = ["family.timesteps=20", "networks.denoiser.channels=[8, 16]",
                   "networks.denoiser.norm_groups=4", "evaluate.likelihood.timesteps=2"]
 
 
+@pytest.mark.slow
 def test_an_exported_run_loads_and_samples_in_ddpm_pipeline(in_tmp, monkeypatch):
     from diffusers import DDPMPipeline
 

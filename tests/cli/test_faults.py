@@ -62,6 +62,7 @@ def test_the_memory_limit_is_a_setting(capsys, in_tmp):
     assert "374,432 parameters" in err and "more than the 1.0 MB this run may use" in err
 
 
+@pytest.mark.slow
 def test_a_tampered_data_info_shape_is_refused_before_building(capsys, run):
     path = run / "model" / "data_info.json"
     info = json.loads(path.read_text())
@@ -237,6 +238,7 @@ def test_a_misspelt_key_for_a_factory_taking_any_key_names_the_table(capsys, in_
 
 # -- findings 6 and 8: what a run writes ----------------------------------------------------
 
+@pytest.mark.slow
 def test_progress_into_a_log_is_plain_lines(in_tmp):
     result = dgm_cli("run", RECIPE, "run.dir=out", *TINY, "train.progress=true",
                      cwd=in_tmp)

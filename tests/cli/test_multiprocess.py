@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from dgm.training import checkpoint_damage
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains, installs or starts processes: not in the fast tier
+
 RECIPE = str(REPO / "recipes/image/digits-pixelcnn.toml")
 SMALL = ["networks.autoregressive.hidden=8", "networks.autoregressive.layers=2",
          "networks.autoregressive.dropout=0.0", "train.steps=6", "train.progress=false",
@@ -132,7 +134,6 @@ def error_paragraphs(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("dgm: error:")]
 
 
-@pytest.mark.slow
 def test_a_nan_on_one_process_stops_every_process_with_the_same_paragraph(in_tmp):
     """Every process decides together whether a batch's loss is finite: the one that saw
     NaN does not leave the others waiting in the gradient all-reduce."""
@@ -151,7 +152,6 @@ def test_a_nan_on_one_process_stops_every_process_with_the_same_paragraph(in_tmp
     assert torch.isfinite(saved["w"])
 
 
-@pytest.mark.slow
 def test_a_nan_on_one_process_is_skipped_by_every_process(in_tmp):
     ran = launch_with_a_nan_on_process_1("skip", "skip", in_tmp)
     assert ran["code"] == 0, ran["output"]

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import REPO, dgm_cli
 
+pytestmark = pytest.mark.slow  # trains, installs or starts processes: not in the fast tier
+
 POINTS = REPO / "tests" / "plugin_projects" / "dgm-points"
 QUIET = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -69,7 +71,6 @@ def test_plugin_new_refuses_a_bad_name_and_an_existing_folder(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-@pytest.mark.slow
 def test_a_third_party_modality_trains_with_three_families_through_its_recipes(tmp_path):
     site = tmp_path / "site"
     pip_install_target(POINTS, site)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -69,6 +70,7 @@ def test_rerunning_a_finished_run_with_a_different_recipe_is_refused(in_tmp, cap
     assert (in_tmp / "out" / "model" / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigkill_then_the_same_command_resumes_and_finishes(tmp_path):
     steps = 1200
     args = [sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=killed",
@@ -121,6 +123,7 @@ def _written_since(folder, pattern: str, since_ns: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_including_inside_a_checkpoint_write(tmp_path):
     """Kills at random moments after a checkpoint, and kills the instant a checkpoint
     folder is being written: each leaves at worst a hidden partial folder, the same

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from dgm.cli import main
 from tests.cli.test_errors import RECIPE, TINY, error_of
 
@@ -51,6 +53,7 @@ def test_a_folder_in_use_is_refused_naming_the_holder_and_a_killed_holder_frees_
         "step"] == 4
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_recipe_on_one_folder_do_not_both_train(in_tmp):
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "dgm", "run", RECIPE, "run.dir=run", *TINY,

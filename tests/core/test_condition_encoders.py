@@ -69,6 +69,7 @@ def test_the_tensor_encoder_keeps_where_things_are_and_pools_large_conditions():
         TensorEncoder(Condition.of_tensor("x:x", (1, 2, 2, 2)))
 
 
+@pytest.mark.slow
 def test_a_text_conditioned_model_puts_more_mass_on_its_own_digit_name(host):
     recipe = Recipe({"data": {"name": "image:digits", "condition": "text", "batch_size": 64},
                      "family": {"name": "core:autoregressive"},

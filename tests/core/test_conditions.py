@@ -108,6 +108,7 @@ def test_a_conditional_likelihood_sums_to_one_over_every_value_for_each_conditio
     assert not torch.allclose(per_class[0], per_class[1])  # the condition matters
 
 
+@pytest.mark.slow
 def test_a_class_conditional_model_puts_more_mass_on_its_own_class(host):
     recipe = Recipe({"data": {"name": "image:digits", "batch_size": 64},
                      "family": {"name": "core:autoregressive"},
@@ -157,6 +158,7 @@ CONDITIONAL_FAMILIES = ["core:vae", "core:flow", "core:autoregressive", "core:di
                         "core:gan"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", CONDITIONAL_FAMILIES)
 def test_every_family_trains_given_a_class_and_samples_the_one_asked_for(in_tmp, capsys,
                                                                          family):

@@ -49,6 +49,7 @@ def trained(denoiser: nn.Module, steps: int = 200) -> tuple[Diffusion, float, fl
     return family.eval(), before, held_out_loss(family, test)
 
 
+@pytest.mark.slow
 def test_the_conv1d_denoiser_learns_sines_better_than_the_mlp_denoiser():
     torch.manual_seed(0)
     conv, before, conv_after = trained(Conv1dDenoiser((1, 32), hidden=32, blocks=3))

@@ -121,6 +121,7 @@ def small_diffusion(host, **family):
     return build_family(recipe, host.registry, data.info), data
 
 
+@pytest.mark.slow
 def test_the_bound_is_finite_and_falls_with_training(host):
     family, data = small_diffusion(host, prediction="v_prediction")
     x = data.images[:32]

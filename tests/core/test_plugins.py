@@ -47,6 +47,7 @@ def test_importing_dgm_loads_no_plugin():
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 def test_a_plugin_that_raises_at_import_is_reported_and_the_rest_work(tmp_path):
     fake_distribution(tmp_path, "broken", "raise RuntimeError('kaboom at import')\n")
     found = plugins_json(tmp_path)
@@ -100,6 +101,7 @@ def test_a_hook_that_raises_is_reported_against_its_plugin(tmp_path):
     assert {"core:vae", "core:diffusion"} <= set(found["core"]["registered"]["families"])
 
 
+@pytest.mark.slow
 def test_dgm_plugins_selects_which_plugins_load(tmp_path):
     assert set(plugins_json(DGM_PLUGINS="")) == {"core"}
     assert set(plugins_json(DGM_PLUGINS="image")) == {"core", "image"}
@@ -164,6 +166,7 @@ def test_a_hook_no_spec_declares_is_reported_with_the_closest_name(tmp_path):
            "'register_datasets'?" in found["typo"]["error"]
 
 
+@pytest.mark.slow
 def test_a_plugin_targeting_a_newer_hook_api_is_reported(tmp_path):
     fake_distribution(tmp_path, "future", """
         dgm_hook_api = 99

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
+
 from dgm.runs import write_text_atomic
 
 
@@ -16,6 +18,7 @@ def _write_many(path: str, marker: str, times: int, start) -> None:
         write_text_atomic(Path(path), f"{marker} {i}\n" * 200)
 
 
+@pytest.mark.slow
 def test_concurrent_atomic_writes_to_one_file_never_fail_or_mix(tmp_path):
     target = tmp_path / "recipe.toml"
     context = multiprocessing.get_context("spawn")

@@ -56,6 +56,7 @@ def test_gradient_accumulation_counts_optimizer_steps(in_tmp):
     assert [r["step"] for r in metrics(in_tmp / "acc")] == [5, 10]
 
 
+@pytest.mark.slow
 def test_gradient_clipping_and_bf16_autocast_train(tmp_path):
     result = dgm_cli("run", RECIPE, "run.dir=bf16", "train.steps=40",
                      "train.mixed_precision=bf16", "train.max_grad_norm=1.0",

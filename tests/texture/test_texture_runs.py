@@ -29,6 +29,7 @@ def assert_no_seam(paths: list, period: int) -> None:
         assert value <= part.mean() + 4 * part.std(), (float(value), float(part.std()))
 
 
+@pytest.mark.slow
 def test_gan_texture_samples_any_size_and_tiles(host, in_tmp):
     assert main(["run", GAN, "run.dir=gan", "train.steps=20", *QUICK]) == 0
     assert main(["sample", "gan", "--size", "320x160", "--n", "3", "--out", "big"]) == 0
@@ -43,6 +44,7 @@ def test_gan_texture_samples_any_size_and_tiles(host, in_tmp):
         main(["--traceback", "sample", "gan", "--size", "50x50", "--n", "1"])
 
 
+@pytest.mark.slow
 def test_diffusion_texture_trained_a_few_steps_tiles_without_seam(host, in_tmp):
     assert main(["run", DIFFUSION, "run.dir=diff", "train.steps=5", *QUICK,
                  "networks.denoiser.channels=[16, 16]", "networks.denoiser.norm_groups=8",

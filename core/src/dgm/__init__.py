@@ -9,7 +9,7 @@ from typing import Any
 
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookspec = pluggy.HookspecMarker("dgm")
 """Marker for hook specifications (used by :mod:`dgm.hookspecs`)."""

@@ -28,10 +28,12 @@ version = "0.1.0"
 description = "A dgm plugin: the __NAME__ modality"
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["dgm-core>=0.1"]
+# What src/ imports; add what your own code imports, so pip installs it with the plugin.
+dependencies = ["dgm-core>=0.2", "torch>=2.4", "numpy>=1.26", "matplotlib>=3.8"]
 
 [project.optional-dependencies]
-test = ["pytest>=8"]
+# The tests run dgm's conformance kit (dgm.testing), which needs pytest.
+test = ["dgm-core[testing]>=0.2", "pytest>=8"]
 
 # The entry point makes dgm find the plugin; its name is the plugin's namespace.
 [project.entry-points.dgm]

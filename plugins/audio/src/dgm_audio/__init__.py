@@ -1,3 +1,3 @@
 """dgm-audio: speech as a dgm modality (codec, representations, data, networks, metrics)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,3 +1,3 @@
 """dgm-image: the image modality for dgm."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
