@@ -163,9 +163,10 @@ def main() -> None:
 
 def write_markdown(out: dict[str, Any]) -> None:
     m, rows = out["machine"], out["rows"]
-    lines = ["# environments: dgm in its two supported environments", "",
-             f"{m['date']}; {m['platform']}; {m['cpu_count']} CPUs. Both environments "
-             "measured one after the other in one run, nothing else running.", "",
+    lines = ["# environments: dgm in its supported environments", "",
+             f"{m['date']}; {m['platform']}; {m['cpu_count']} CPUs. The "
+             "environments measured one after the other in one run, nothing else running "
+             "(each row's date is in the json).", "",
              "| environment | torch | torchaudio loads | install (s) | tests | tests (s) | "
              "digits VAE NLL (nats) | speech: digits heard right | speech training (s) |",
              "|---|---|---|---:|---|---:|---|---|---:|"]
@@ -181,6 +182,10 @@ def write_markdown(out: dict[str, Any]) -> None:
                      f"{r['install_seconds']:.0f} | {tests} | {t['seconds']:.0f} | "
                      f"{r['vae']['nll_nats']:.2f} ± {r['vae']['nll_nats_stderr']:.2f} | "
                      f"{heard} | {trained} |")
+    nll = {name: r["vae"]["nll_nats"] for name, r in rows.items()}
+    lines += ["", "Digits VAE test NLL to every digit: " + ", ".join(
+        f"{name} {value!r}" for name, value in nll.items()) + (
+        " (identical)" if len(set(nll.values())) == 1 else "") + "."]
     lines += ["", "Tests: the full suite in a; the fast tier (`-m \"not slow\"`) and the slow "
               "audio tests in b, as `.ci/run` runs them; the fast tier in c. The install "
               "times start from an empty venv with pip's cache already holding the "
