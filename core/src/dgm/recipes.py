@@ -52,6 +52,25 @@ class TrainConfig:
     steps: int = 1000
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """Adam's and AdamW's decay rates of the gradient's running mean and square."""
+    momentum: float = 0.0
+    """SGD's momentum."""
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine",
+                         "cosine_with_restarts", "polynomial"] = "constant"
+    """How the learning rate moves with the step (diffusers' ``get_scheduler``): after
+    ``warmup_steps`` of linear warm-up from 0, it stays, or decays to 0 at
+    ``lr_schedule_steps``."""
+    warmup_steps: int = 0
+    lr_schedule_steps: int = 0
+    """The steps a decaying schedule spans; 0: ``steps``. Set it to resume a run with more
+    ``steps`` on the same schedule."""
+    log_with: list[str] = field(default_factory=list)
+    """Experiment trackers accelerate logs the metrics to besides metrics.jsonl, e.g.
+    ``["tensorboard"]`` (event files in the run folder's ``logs/``; needs
+    ``pip install "dgm-core[tensorboard]"``), or any other accelerate knows and is
+    installed (wandb, mlflow, ...)."""
     grad_accum: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     max_grad_norm: float = 0.0
@@ -70,7 +89,8 @@ class TrainConfig:
     POSITIVE: ClassVar = ("steps", "grad_accum", "checkpoint_every", "keep_checkpoints",
                           "log_every")
     ABOVE_ZERO: ClassVar = ("lr",)
-    NON_NEGATIVE: ClassVar = ("weight_decay", "max_grad_norm", "ema_decay", "max_memory_gb")
+    NON_NEGATIVE: ClassVar = ("weight_decay", "max_grad_norm", "ema_decay", "max_memory_gb",
+                              "momentum", "warmup_steps", "lr_schedule_steps")
 
 
 @dataclass

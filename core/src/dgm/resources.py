@@ -4,7 +4,8 @@ allocated, and refused when it is beyond what the machine has.
 The family is built once on PyTorch's ``meta`` device, where tensors have shapes and no
 storage, so a recipe asking for 60000x60000 layers or a billion latent dimensions is
 measured in milliseconds instead of being allocated until the kernel kills the process.
-Training memory is counted as the weights, their gradients, AdamW's two moments and the
+Training memory is counted as the weights, their gradients, the optimizer's state (AdamW's
+and Adam's two moments, SGD's momentum buffer) and the
 EMA copy, plus the tensors autograd keeps for one batch's backward pass (measured by a
 meta forward pass where the family's code allows one)."""
 
@@ -95,15 +96,17 @@ def activation_bytes(module: nn.Module, batch: dict[str, torch.Tensor]) -> int |
 
 
 def estimate(family: nn.Module, batch: dict[str, torch.Tensor] | None = None,
-             ema: bool = False) -> MemoryEstimate:
+             ema: bool = False, optimizer_states: int = 2) -> MemoryEstimate:
     """Memory for ``family`` (built on meta, see :func:`on_meta`) and, with ``batch``, for
-    training it on batches like that one."""
+    training it on batches like that one with an optimizer that keeps
+    ``optimizer_states`` tensors per parameter."""
     params = [p for p in family.parameters()]
     n = sum(p.numel() for p in params)
     weights = sum(p.numel() * p.element_size() for p in params)
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     activations = activation_bytes(family, batch) if batch is not None else None
-    training = weights + 3 * trainable + (weights if ema else 0) + (activations or 0)
+    training = (weights + (1 + optimizer_states) * trainable + (weights if ema else 0)
+                + (activations or 0))
     return MemoryEstimate(n, weights, training, activations)
 
 

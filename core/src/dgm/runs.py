@@ -10,6 +10,7 @@
     evaluation.json      held-out likelihood in nats and bits per dimension
     loss.png             the loss curve
     summary.md           what a person opens first
+    logs/                experiment trackers' files (train.log_with, e.g. TensorBoard's)
     .lock                who writes the folder now (empty when nobody does; dgm.run_lock)
 """
 
@@ -183,7 +184,8 @@ def write_json(path: Path, data: Any) -> None:
 RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir"), ("run", "description"),
                      ("train", "on_nan"), ("train", "log_every"), ("train", "progress"),
                      ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
-                     ("train", "max_grad_norm"), ("train", "max_memory_gb"), ("sample",),
+                     ("train", "max_grad_norm"), ("train", "max_memory_gb"),
+                     ("train", "log_with"), ("sample",),
                      ("evaluate",)}
 """Keys (or whole tables) that may differ between a run folder's recipe and a command
 resuming it: what does not change the model being trained, and what a NaN error tells a

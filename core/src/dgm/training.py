@@ -1,6 +1,6 @@
 """The training loop, on HF accelerate. It receives a family and a data set; it builds
 neither. Resume is automatic: the newest complete checkpoint in the run folder is loaded
-(weights, optimizer, EMA, RNG streams, step and data position)."""
+(weights, optimizer, learning-rate schedule, EMA, RNG streams, step and data position)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,28 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors import safe_open
 from safetensors.torch import save_file, save_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dgm.contract import DataSource, Family, as_batch
-from dgm.errors import RecipeWarning, RunDirError, TrainingError
+from dgm.errors import RecipeError, RecipeWarning, RunDirError, TrainingError
 from dgm.recipes import DataConfig, TrainConfig
 from dgm.runs import RunDir
 
 TRAIN_STATE_FILE = "train_state.json"
 EMA_FILE = "ema.safetensors"
+LOGS_DIR = "logs"
+TRACKER_PACKAGES = {"tensorboard": '"dgm-core[tensorboard]"', "comet_ml": "comet-ml"}
+"""What to pip install for a tracker, where it is not the tracker's own name."""
 
 
 class TrainState:
@@ -100,11 +103,35 @@ class TrainResult:
     last_loss: float
 
 
-def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
-    """The accelerator a run uses: seeded data order, accumulation, mixed precision.
-    Started by torchrun (or ``accelerate launch``) on a machine without CUDA, processes
-    train together over gloo: accelerate only forms a CPU process group when told to."""
+def check_trackers(names: list[str]) -> None:
+    """Refuse a ``train.log_with`` name accelerate does not know, or whose package is not
+    installed, before anything is built."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise RecipeError(f"train.log_with: {name!r} is not a tracker accelerate knows; "
+                              f"choose from {', '.join(sorted(LOGGER_TYPE_TO_CLASS))}")
+        if name not in available:
+            raise RecipeError(f"train.log_with: the {name} tracker needs its package, which "
+                              f"is not installed here: pip install "
+                              f"{TRACKER_PACKAGES.get(name, name)}")
+
+
+def make_accelerator(config: TrainConfig, seed: int, run_path: Path | None = None,
+                     ) -> Accelerator:
+    """The accelerator a run uses: seeded data order, accumulation, mixed precision, and
+    the trackers of ``train.log_with`` writing under ``run_path/logs``. Started by
+    torchrun (or ``accelerate launch``) on a machine without CUDA, processes train
+    together over gloo: accelerate only forms a CPU process group when told to."""
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    trackers: dict[str, Any] = {}
+    if config.log_with:
+        check_trackers(config.log_with)
+        where = Path(run_path or ".")
+        trackers = {"log_with": list(config.log_with), "project_config": ProjectConfiguration(
+            project_dir=str(where), logging_dir=str(where / LOGS_DIR))}
     try:
         accelerator = Accelerator(
             cpu=multi_cpu,
@@ -112,6 +139,7 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
             mixed_precision=config.mixed_precision,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                       data_seed=seed),
+            **trackers,
         )
     except ValueError as exc:
         raise TrainingError(f"train.mixed_precision = {config.mixed_precision!r} cannot be "
@@ -122,6 +150,40 @@ def make_accelerator(config: TrainConfig, seed: int) -> Accelerator:
             f"{accelerator.device.type} this run trains in fp32. Use 'bf16' for mixed "
             "precision on CPU.", RecipeWarning, stacklevel=2)
     return accelerator
+
+
+def make_optimizer(groups: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer`` over the family's parameter groups: AdamW or Adam with
+    ``train.betas``, or SGD with ``train.momentum``; ``train.weight_decay`` for each."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
+        raise RecipeError(f"train.betas must be two numbers in [0, 1) (the decay rates of "
+                          f"the gradient's mean and square), got {config.betas!r}")
+    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(groups, lr=config.lr, betas=tuple(config.betas),
+                     weight_decay=config.weight_decay)
+
+
+def make_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    """diffusers' schedule ``train.lr_schedule`` on ``optimizer``: ``warmup_steps`` of
+    linear warm-up, then constant or decaying to 0 over ``lr_schedule_steps`` (default
+    ``steps``). Stepped once per optimizer step; its state is saved in every checkpoint."""
+    from diffusers.optimization import get_scheduler
+
+    span = config.lr_schedule_steps or config.steps
+    if config.warmup_steps and config.lr_schedule == "constant":
+        raise RecipeError(f"train.warmup_steps = {config.warmup_steps} has no effect with "
+                          "train.lr_schedule = 'constant': use 'constant_with_warmup' (or "
+                          "a decaying schedule), or set warmup_steps = 0")
+    if config.lr_schedule not in ("constant", "constant_with_warmup") \
+            and config.warmup_steps >= span:
+        raise RecipeError(f"train.warmup_steps = {config.warmup_steps} leaves no steps to "
+                          f"decay over: the schedule spans {span} steps "
+                          "(train.lr_schedule_steps, or train.steps when that is 0)")
+    return get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps,
+                         num_training_steps=span)
 
 
 PICKLED_SUFFIXES = (".bin", ".pkl", ".pt", ".pth")
@@ -224,7 +286,7 @@ class Trainer:
         self.config = config
         self.run = run
         self.seed = seed
-        self.accelerator = accelerator or make_accelerator(config, seed)
+        self.accelerator = accelerator or make_accelerator(config, seed, run.path)
         # Each process draws its own training noise (seed + process index; one process
         # keeps ``seed``). The weights stay identical: prepare() broadcasts rank 0's.
         set_seed(seed, device_specific=True)
@@ -236,10 +298,10 @@ class Trainer:
         loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
                             drop_last=True, num_workers=data_config.num_workers,
                             generator=torch.Generator().manual_seed(seed))
-        optimizer = torch.optim.AdamW(family.optimizer_groups(config.lr), lr=config.lr,
-                                      weight_decay=config.weight_decay)
+        optimizer = make_optimizer(family.optimizer_groups(config.lr), config)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             family, optimizer, loader)
+        self.lr_schedule = make_lr_schedule(self.optimizer.optimizer, config)
         # The step counter and EMA are saved as JSON and safetensors beside accelerate's
         # state, not through register_for_checkpointing, which unpickles on load.
         self.state = TrainState()
@@ -265,6 +327,24 @@ class Trainer:
             self._load_extra_state(latest)
         if acc.is_main_process:  # steps after the checkpoint (all, without one) run again
             self.run.truncate_metrics(state.step)
+        if cfg.log_with:  # TensorBoard hides what it logged after the checkpoint
+            acc.init_trackers(self.run.path.name, config=self.tracked_settings,
+                              init_kwargs={"tensorboard": {"purge_step": state.step + 1}})
+        try:
+            return self._train()
+        finally:
+            if cfg.log_with:
+                acc.end_training()
+
+    @property
+    def tracked_settings(self) -> dict[str, Any]:
+        """The ``[train]`` settings, as trackers record them beside the metrics."""
+        return {f"train.{key}": value if isinstance(value, int | float | str | bool)
+                else str(value) for key, value in asdict(self.config).items()}
+
+    def _train(self) -> TrainResult:
+        """The loop, from the state ``fit`` loaded."""
+        acc, cfg, state = self.accelerator, self.config, self.state
         resumed_from = state.step
         per_epoch = len(self.loader)
         bar = progress_bar(cfg.steps, state.step, self.run.path.name,
@@ -295,6 +375,8 @@ class Trainer:
                     if acc.sync_gradients and cfg.max_grad_norm > 0:
                         acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                     self.optimizer.step()
+                    if acc.sync_gradients and not self.optimizer.step_was_skipped:
+                        self.lr_schedule.step()
                     self.optimizer.zero_grad()
                 state.batches += 1
                 loss_sum += loss.detach()
@@ -362,6 +444,9 @@ class Trainer:
         record["time"] = time.time()
         if acc.is_main_process:
             self.run.append_metrics(record)
+            if self.config.log_with:
+                acc.log({k: v for k, v in record.items() if k not in ("step", "time")},
+                        step=self.state.step)
             bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{record['samples_per_sec']:.0f}")
         return loss
 
@@ -450,7 +535,8 @@ class Trainer:
                 "resumes. Free space (or make the folder writable) and run it again")
 
     def _save_extra_state(self, folder: Path) -> None:
-        (folder / TRAIN_STATE_FILE).write_text(json.dumps(self.state.state_dict()))
+        state = {**self.state.state_dict(), "lr_schedule": self.lr_schedule.state_dict()}
+        (folder / TRAIN_STATE_FILE).write_text(json.dumps(state))
         if self.ema is not None:
             state = self.ema.state_dict()
             shadow = state.pop("shadow_params")
@@ -458,7 +544,10 @@ class Trainer:
                       str(folder / EMA_FILE), metadata={"state": json.dumps(state)})
 
     def _load_extra_state(self, folder: Path) -> None:
-        self.state.load_state_dict(json.loads((folder / TRAIN_STATE_FILE).read_text()))
+        state = json.loads((folder / TRAIN_STATE_FILE).read_text())
+        self.state.load_state_dict(state)
+        if "lr_schedule" in state:  # checkpoints from before 0.2 hold none: constant
+            self.lr_schedule.load_state_dict(state["lr_schedule"])
         if self.ema is not None:
             with safe_open(str(folder / EMA_FILE), "pt") as f:
                 state = json.loads(f.metadata()["state"])

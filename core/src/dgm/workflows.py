@@ -176,7 +176,9 @@ def check_training_memory(recipe: Recipe, registry: Registry, data: DataSource) 
         return
     n = min(len(data), recipe.data_loading.batch_size)
     batch = as_batch(default_collate([data[i] for i in range(n)]))
-    needed = resources.estimate(family, batch, ema=recipe.train.ema)
+    train = recipe.train
+    states = (2 if train.optimizer != "sgd" else 1 if train.momentum else 0)
+    needed = resources.estimate(family, batch, ema=train.ema, optimizer_states=states)
     limit = resources.memory_limit(recipe.train.max_memory_gb)
     activations = (f" and {resources.size_text(needed.activation_bytes)} of activations "
                    f"for a batch of {n}" if needed.activation_bytes else "")
