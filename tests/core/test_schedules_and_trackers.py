@@ -4,6 +4,7 @@ rest of the training state."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
@@ -67,6 +68,11 @@ def test_sgd_with_momentum_trains(in_tmp):
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
 
 
+def tensorboard_installed() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+@pytest.mark.skipif(not tensorboard_installed(), reason="the tensorboard extra is not here")
 def test_tensorboard_event_files_hold_the_logged_losses_once_after_a_resume(in_tmp):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
@@ -99,3 +105,12 @@ def test_bad_training_options_are_refused_before_anything_is_written(
     err = capsys.readouterr().err
     assert message in err and err.count("dgm: error:") == 1
     assert not (in_tmp / "bad").exists()
+
+
+@pytest.mark.skipif(tensorboard_installed(), reason="tensorboard is installed here")
+def test_a_tracker_whose_package_is_missing_says_what_to_install(in_tmp, capsys):
+    assert main(["run", RECIPE, "run.dir=tb", "train.log_with=[\"tensorboard\"]",
+                 *TINY]) != 0
+    assert ('the tensorboard tracker needs its package, which is not installed here: pip '
+            'install "dgm-core[tensorboard]"') in capsys.readouterr().err
+    assert not (in_tmp / "tb").exists()
