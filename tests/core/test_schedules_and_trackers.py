@@ -4,6 +4,7 @@ rest of the training state."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import math
@@ -14,6 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from dgm.cli import main
+from dgm.denoisers import UNet2DDenoiser
+from dgm.training import enable_gradient_checkpointing
+from dgm.workflows import prepare
 from tests.conftest import REPO
 
 RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
@@ -97,6 +101,8 @@ def test_tensorboard_event_files_hold_the_logged_losses_once_after_a_resume(in_t
     ("train.betas=[0.9]", "train.betas must be two numbers"),
     ("train.warmup_steps=5", "has no effect with train.lr_schedule = 'constant'"),
     ("train.lr_schedule=linear", "train.warmup_steps = 50 leaves no steps"),
+    ("train.gradient_checkpointing=true", "none of this family's networks (MLPDecoder, "
+     "MLPEncoder, StandardNormal) can"),
 ])
 def test_bad_training_options_are_refused_before_anything_is_written(
         in_tmp, capsys, override, message):
@@ -114,3 +120,75 @@ def test_a_tracker_whose_package_is_missing_says_what_to_install(in_tmp, capsys)
     assert ('the tensorboard tracker needs its package, which is not installed here: pip '
             'install "dgm-core[tensorboard]"') in capsys.readouterr().err
     assert not (in_tmp / "tb").exists()
+
+
+def saved_bytes(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[int, dict]:
+    """Bytes autograd keeps for the backward pass of ``module(x, t)``, and the gradients."""
+    kept = []
+
+    def pack(tensor):
+        kept.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    module.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = module(x, t).pow(2).mean()
+    loss.backward()
+    return sum(kept), {n: p.grad.clone() for n, p in module.named_parameters()}
+
+
+def test_gradient_checkpointing_keeps_fewer_activations_for_the_same_gradients():
+    torch.manual_seed(0)
+    plain = UNet2DDenoiser((1, 16, 16), channels=[16, 32], norm_groups=8).train()
+    checkpointed = copy.deepcopy(plain)
+    assert enable_gradient_checkpointing(checkpointed) == 1
+    x, t = torch.randn(4, 1, 16, 16), torch.tensor([1, 50, 300, 900])
+    plain_bytes, plain_grads = saved_bytes(plain, x, t)
+    fewer_bytes, grads = saved_bytes(checkpointed, x, t)
+    assert fewer_bytes < 0.5 * plain_bytes
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_channels_last_and_gradient_checkpointing_train_the_unet(in_tmp):
+    recipe = str(REPO / "recipes" / "image" / "digits-diffusion.toml")
+    small = ["train.steps=4", "train.checkpoint_every=2", "train.progress=false",
+             "sample.n=2", "family.sampling_steps=2", "evaluate.max_examples=4",
+             "evaluate.metrics=[]", "evaluate.likelihood.timesteps=2"]
+    prepared = prepare(recipe, ["run.dir=last", "train.channels_last=true",
+                                "train.gradient_checkpointing=true", *small], echo=print)
+    try:
+        unet = prepared.trainer.family.denoiser.unet
+        conv = next(m for m in unet.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert unet.is_gradient_checkpointing
+    finally:
+        prepared.close()
+    assert main(["run", recipe, "run.dir=last", "train.channels_last=true",
+                 "train.gradient_checkpointing=true", *small]) == 0
+    assert main(["run", recipe, "run.dir=plain", *small]) == 0
+    last = load_file(in_tmp / "last/model/model.safetensors")
+    plain = load_file(in_tmp / "plain/model/model.safetensors")
+    # the same numbers in another memory order, up to summation order: Adam moves a
+    # weight whose gradient is near 0 by up to lr (1e-3) on a rounding difference's sign
+    for name, tensor in plain.items():
+        torch.testing.assert_close(last[name], tensor, atol=1e-3, rtol=0)
+        assert (last[name] - tensor).abs().mean() < 1e-6
+
+
+@pytest.mark.slow
+def test_a_compiled_run_saves_the_same_weights_and_resumes_uncompiled(in_tmp):
+    args = ["run", RECIPE, "train.checkpoint_every=5", "train.keep_checkpoints=5", *TINY]
+    prepared = prepare(RECIPE, ["run.dir=probe", "train.compile=true", *TINY], echo=print)
+    try:
+        assert isinstance(prepared.trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+    finally:
+        prepared.close()
+    assert main([*args, "run.dir=compiled", "train.compile=true", "train.steps=5"]) == 0
+    assert main([*args, "run.dir=compiled", "train.steps=10"]) == 0  # compile may change
+    assert main([*args, "run.dir=plain", "train.steps=10"]) == 0
+    compiled = load_file(in_tmp / "compiled/model/model.safetensors")
+    plain = load_file(in_tmp / "plain/model/model.safetensors")
+    assert compiled.keys() == plain.keys()
+    for name, tensor in plain.items():
+        torch.testing.assert_close(compiled[name], tensor, atol=1e-4, rtol=1e-3)

@@ -48,8 +48,13 @@ ENCODES = Capability(
 SIZED_SAMPLING = Capability(
     "sized-sampling", ("sample",),
     "a family whose sample(..., size=(height, width)) draws at other sizes")
+GRADIENT_CHECKPOINTING = Capability(
+    "gradient-checkpointing", ("enable_gradient_checkpointing",),
+    "a network that can recompute its activations in the backward pass instead of keeping "
+    "them (train.gradient_checkpointing): less memory for more compute")
 CAPABILITIES: dict[str, Capability] = {c.name: c for c in (
-    FULLY_CONVOLUTIONAL, SPATIAL_LATENTS, CACHED_GENERATION, ENCODES, SIZED_SAMPLING)}
+    FULLY_CONVOLUTIONAL, SPATIAL_LATENTS, CACHED_GENERATION, ENCODES, SIZED_SAMPLING,
+    GRADIENT_CHECKPOINTING)}
 """Every capability, by name."""
 
 LEGACY_PROBES = {"size_multiple": FULLY_CONVOLUTIONAL, "latent_shape": SPATIAL_LATENTS,

@@ -27,7 +27,7 @@ class UNet2DDenoiser(nn.Module):
     convolution wrap around the borders, so outputs tile seamlessly.
     """
 
-    capabilities = frozenset({"fully-convolutional"})
+    capabilities = frozenset({"fully-convolutional", "gradient-checkpointing"})
 
     def __init__(self, data_shape: tuple[int, ...], channels: list[int] | None = None,
                  layers_per_block: int = 2, attention: list[bool] | None = None,
@@ -78,6 +78,10 @@ class UNet2DDenoiser(nn.Module):
             for module in self.unet.modules():
                 if isinstance(module, nn.Conv2d):
                     module.padding_mode = padding_mode
+
+    def enable_gradient_checkpointing(self) -> None:
+        """diffusers' own: each block's activations are recomputed in the backward pass."""
+        self.unet.enable_gradient_checkpointing()
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
         if t.dim() == 0:

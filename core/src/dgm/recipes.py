@@ -66,6 +66,16 @@ class TrainConfig:
     lr_schedule_steps: int = 0
     """The steps a decaying schedule spans; 0: ``steps``. Set it to resume a run with more
     ``steps`` on the same schedule."""
+    compile: bool = False
+    """Compile the family's training step with ``torch.compile`` (accelerate's inductor
+    backend): slower start, faster steps on a GPU. Weights and checkpoints are the same
+    as without it, so it may change on an existing run folder."""
+    channels_last: bool = False
+    """Keep 4-D weights (and so convolution activations) in channels-last memory order,
+    which tensor cores prefer; the numbers are the same."""
+    gradient_checkpointing: bool = False
+    """Networks that declare the ``gradient-checkpointing`` capability (``core:unet2d``)
+    recompute their activations in the backward pass: less memory, more compute."""
     log_with: list[str] = field(default_factory=list)
     """Experiment trackers accelerate logs the metrics to besides metrics.jsonl, e.g.
     ``["tensorboard"]`` (event files in the run folder's ``logs/``; needs

@@ -185,7 +185,8 @@ RESUMABLE_CHANGES = {("train", "steps"), ("run", "dir"), ("run", "description"),
                      ("train", "on_nan"), ("train", "log_every"), ("train", "progress"),
                      ("train", "checkpoint_every"), ("train", "keep_checkpoints"),
                      ("train", "max_grad_norm"), ("train", "max_memory_gb"),
-                     ("train", "log_with"), ("sample",),
+                     ("train", "log_with"), ("train", "compile"),
+                     ("train", "channels_last"), ("sample",),
                      ("evaluate",)}
 """Keys (or whole tables) that may differ between a run folder's recipe and a command
 resuming it: what does not change the model being trained, and what a NaN error tells a

@@ -20,9 +20,11 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors import safe_open
 from safetensors.torch import save_file, save_model
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dgm.capabilities import declared
 from dgm.contract import DataSource, Family, as_batch
 from dgm.errors import RecipeError, RecipeWarning, RunDirError, TrainingError
 from dgm.recipes import DataConfig, TrainConfig
@@ -139,6 +141,7 @@ def make_accelerator(config: TrainConfig, seed: int, run_path: Path | None = Non
             mixed_precision=config.mixed_precision,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
                                                       data_seed=seed),
+            dynamo_backend="inductor" if config.compile else None,
             **trackers,
         )
     except ValueError as exc:
@@ -150,6 +153,21 @@ def make_accelerator(config: TrainConfig, seed: int, run_path: Path | None = Non
             f"{accelerator.device.type} this run trains in fp32. Use 'bf16' for mixed "
             "precision on CPU.", RecipeWarning, stacklevel=2)
     return accelerator
+
+
+def enable_gradient_checkpointing(family: nn.Module) -> int:
+    """Turn on gradient checkpointing in every network of ``family`` that declares the
+    capability; how many did. None that can is a :class:`RecipeError`."""
+    able = [m for m in family.modules() if "gradient-checkpointing" in declared(m)]
+    if not able:
+        networks = sorted({type(m).__name__ for m in family.children()})
+        raise RecipeError("train.gradient_checkpointing = true, but none of this family's "
+                          f"networks ({', '.join(networks) or 'none'}) can: a network "
+                          "declares the capability 'gradient-checkpointing' (core:unet2d "
+                          "does); set it to false")
+    for module in able:
+        module.enable_gradient_checkpointing()
+    return len(able)
 
 
 def make_optimizer(groups: Any, config: TrainConfig) -> torch.optim.Optimizer:
@@ -298,6 +316,10 @@ class Trainer:
         loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
                             drop_last=True, num_workers=data_config.num_workers,
                             generator=torch.Generator().manual_seed(seed))
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(family)
+        if config.channels_last:
+            family.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(family.optimizer_groups(config.lr), config)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(
             family, optimizer, loader)
@@ -315,7 +337,7 @@ class Trainer:
 
     @property
     def family(self) -> Family:
-        return self.accelerator.unwrap_model(self.model)
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     def fit(self) -> TrainResult:
         acc, cfg, state = self.accelerator, self.config, self.state

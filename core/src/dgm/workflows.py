@@ -30,7 +30,7 @@ from dgm.run_lock import run_folder_lock
 from dgm.runs import RunDir, prepare_run_dir, run_dir_for, write_text_atomic
 from dgm.sampling import sample_run
 from dgm.settings import bind
-from dgm.training import Trainer, TrainResult
+from dgm.training import Trainer, TrainResult, enable_gradient_checkpointing
 
 
 def find_recipe(name_or_path: str, registry: Registry) -> Path:
@@ -177,6 +177,8 @@ def check_training_memory(recipe: Recipe, registry: Registry, data: DataSource) 
     n = min(len(data), recipe.data_loading.batch_size)
     batch = as_batch(default_collate([data[i] for i in range(n)]))
     train = recipe.train
+    if train.gradient_checkpointing:  # its activations are the ones training will keep
+        enable_gradient_checkpointing(family)
     states = (2 if train.optimizer != "sgd" else 1 if train.momentum else 0)
     needed = resources.estimate(family, batch, ema=train.ema, optimizer_states=states)
     limit = resources.memory_limit(recipe.train.max_memory_gb)
