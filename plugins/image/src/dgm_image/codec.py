@@ -31,6 +31,16 @@ def read_image(path: Path, mode: Mode = "RGB", size: tuple[int, int] | None = No
     return from_pil(im)
 
 
+def image_header(path: Path) -> tuple[int, int]:
+    """An image file's (height, width), from its header alone (no pixels decoded); a
+    file that is not an image raises :class:`DataError` naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {str(path)!r}: {exc}") from None
+
+
 def reader_for(info: DataInfo | None) -> Callable[[Path], Tensor]:
     """``read_image`` with the number of channels of a run's data (1: grey, else RGB)."""
     grey = info is not None and len(info.shape) == 3 and info.shape[0] == 1
