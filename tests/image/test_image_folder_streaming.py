@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
+from dgm.cli import main
 from dgm.errors import DataError
 from dgm_image import datasets
 from tests.conftest import REPO
@@ -86,3 +88,23 @@ def test_a_folder_larger_than_the_memory_it_may_use_trains_streamed(tmp_path):
     train_decoded_mb = 3200 * 3 * 96 * 96 * 4 / 2**20
     assert held - streamed > 0.7 * train_decoded_mb, (held, streamed)
     assert (tmp_path / "streamed/model/model.safetensors").is_file()
+
+
+def test_a_streamed_folder_trains_with_worker_processes_and_resumes_bit_identical(in_tmp):
+    images = in_tmp / "images"
+    images.mkdir()
+    write_large_folder(images, 60, 8)
+    recipe = in_tmp / "folder-vae.toml"
+    recipe.write_text((REPO / "recipes/image/digits-vae.toml").read_text()
+                      .replace('name = "image:digits"',
+                               f'name = "image:folder"\npath = {json.dumps(str(images))}'))
+    args = ["run", str(recipe), "train.progress=false", "data.batch_size=8",
+            "data.stream=true", "data.num_workers=2", "train.checkpoint_every=4",
+            "sample.n=2", "evaluate.max_examples=4", "evaluate.likelihood.k=2",
+            "evaluate.metrics=[]"]
+    assert main([*args, "run.dir=whole", "train.steps=8"]) == 0
+    assert main([*args, "run.dir=cut", "train.steps=4"]) == 0
+    assert main([*args, "run.dir=cut", "train.steps=8"]) == 0  # mid-epoch: 6 batches each
+    whole = load_file(in_tmp / "whole/model/model.safetensors")
+    cut = load_file(in_tmp / "cut/model/model.safetensors")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)

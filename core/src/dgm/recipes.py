@@ -40,6 +40,9 @@ class DataConfig:
 
     batch_size: int = 64
     num_workers: int = 0
+    """Processes that prepare batches beside training (kept for the whole run); 0: the
+    training process itself, which suits data held in memory. A streamed folder wants
+    a few. Batches go to pinned memory when training on CUDA."""
 
     POSITIVE: ClassVar = ("batch_size",)
     NON_NEGATIVE: ClassVar = ("num_workers",)

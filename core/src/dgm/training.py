@@ -313,8 +313,11 @@ class Trainer:
                                 f"(data.batch_size = {data_config.batch_size})")
         # The loader's own generator keeps iterator creation from drawing on the global
         # RNG, so a resumed run's model RNG stream matches an uninterrupted one.
+        workers = data_config.num_workers
         loader = DataLoader(data, batch_size=data_config.batch_size, shuffle=True,
-                            drop_last=True, num_workers=data_config.num_workers,
+                            drop_last=True, num_workers=workers,
+                            pin_memory=torch.cuda.is_available(),
+                            persistent_workers=workers > 0,
                             generator=torch.Generator().manual_seed(seed))
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(family)
