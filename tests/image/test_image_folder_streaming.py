@@ -55,6 +55,18 @@ def write_large_folder(root, n: int, side: int) -> None:
         Image.fromarray(image).save(root / f"{i:05d}.png", compress_level=1)
 
 
+def folder_recipe(root, n: int, side: int):
+    """The digits-VAE recipe on a folder of ``n`` generated images under ``root``."""
+    images = root / "images"
+    images.mkdir()
+    write_large_folder(images, n, side)
+    recipe = root / "folder-vae.toml"
+    recipe.write_text((REPO / "recipes/image/digits-vae.toml").read_text()
+                      .replace('name = "image:digits"',
+                               f'name = "image:folder"\npath = {json.dumps(str(images))}'))
+    return recipe
+
+
 def peak_rss_mb(args: list[str], cwd) -> float:
     """Peak resident memory of ``dgm`` run with ``args`` in a child process, in MB."""
     probe = ("import resource, subprocess, sys\n"
@@ -71,13 +83,7 @@ def peak_rss_mb(args: list[str], cwd) -> float:
 def test_a_folder_larger_than_the_memory_it_may_use_trains_streamed(tmp_path):
     """4000 images, of which the training split's 3200 decode to 338 MB of float32:
     held in memory, the run's peak RSS carries them; streamed, only their names."""
-    images = tmp_path / "images"
-    images.mkdir()
-    write_large_folder(images, 4000, 96)
-    recipe = tmp_path / "folder-vae.toml"
-    recipe.write_text((REPO / "recipes/image/digits-vae.toml").read_text()
-                      .replace('name = "image:digits"',
-                               f'name = "image:folder"\npath = {json.dumps(str(images))}'))
+    recipe = folder_recipe(tmp_path, 4000, 96)
     common = [str(recipe), "train.steps=4", "train.progress=false", "data.batch_size=8",
               "networks.encoder.hidden=[32]", "networks.decoder.hidden=[32]",
               "family.latent_dim=4", "sample.n=2", "evaluate.max_examples=8",
@@ -91,13 +97,7 @@ def test_a_folder_larger_than_the_memory_it_may_use_trains_streamed(tmp_path):
 
 
 def test_a_streamed_folder_trains_with_worker_processes_and_resumes_bit_identical(in_tmp):
-    images = in_tmp / "images"
-    images.mkdir()
-    write_large_folder(images, 60, 8)
-    recipe = in_tmp / "folder-vae.toml"
-    recipe.write_text((REPO / "recipes/image/digits-vae.toml").read_text()
-                      .replace('name = "image:digits"',
-                               f'name = "image:folder"\npath = {json.dumps(str(images))}'))
+    recipe = folder_recipe(in_tmp, 60, 8)
     args = ["run", str(recipe), "train.progress=false", "data.batch_size=8",
             "data.stream=true", "data.num_workers=2", "train.checkpoint_every=4",
             "sample.n=2", "evaluate.max_examples=4", "evaluate.likelihood.k=2",
